@@ -1,0 +1,206 @@
+#include "daemon/daemon.h"
+
+#include <systemd/sd-daemon.h>
+
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "daemon/common/strings.h"
+#include "daemon/broker/grant_manager.h"
+#include "daemon/broker/token_cache.h"
+#include "daemon/common/clock.h"
+#include "daemon/common/log.h"
+#include "daemon/common/random.h"
+#include "daemon/http/http_server.h"
+#include "daemon/mollie/https_mollie_oauth_api.h"
+#include "daemon/routes.h"
+#include "daemon/rpc/services.h"
+#include "storage/key_ring.h"
+#include "storage/rocksdb_grant_store.h"
+
+namespace connectbroker {
+namespace asio = boost::asio;
+
+namespace {
+
+int Fail(std::string_view what, const absl::Status& status) {
+  CB_LOG(ERROR) << what << ": " << status.message();
+  return 1;
+}
+
+absl::Status WritePortsFile(const std::string& path, int grpc_port, int http_port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "grpc=" << grpc_port << "\nhttp=" << http_port << "\n";
+    if (!out) {
+      return absl::UnavailableError(StrCat("cannot write ports file ", path));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    return absl::UnavailableError(StrCat("cannot write ports file ", path));
+  }
+  return absl::OkStatus();
+}
+
+bool IsLoopback(const std::string& address) {
+  return address.rfind("unix:", 0) == 0 || address.rfind("127.", 0) == 0 ||
+         address.rfind("localhost:", 0) == 0 || address.rfind("[::1]:", 0) == 0;
+}
+
+}  // namespace
+
+int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
+  SetMinLogLevel(cfg.log_level);
+  SystemClock clock;
+  CryptoRandom random;
+
+  auto keys = storage::KeyRing::LoadFromFile(cfg.storage.key_file);
+  if (!keys.ok()) {
+    return Fail("storage.key_file", keys.status());
+  }
+  storage::RocksDbGrantStore::Options store_options;
+  store_options.path = cfg.storage.data_dir;
+  auto store = storage::RocksDbGrantStore::Open(store_options, *std::move(keys), random);
+  if (!store.ok()) {
+    return Fail(StrCat("cannot open the grant store in ", cfg.storage.data_dir),
+                store.status());
+  }
+
+  asio::io_context loop(1);
+  auto work = asio::make_work_guard(loop);
+  asio::thread_pool blocking(2);
+
+  mollie::HttpsMollieOAuthApi::Options mollie_options;
+  mollie_options.api_base_url = cfg.mollie.api_base_url;
+  mollie_options.ca_file = cfg.mollie.ca_file;
+  mollie_options.client_id = cfg.mollie.client_id;
+  mollie_options.client_secret = cfg.mollie.client_secret;
+  mollie_options.connect_timeout = cfg.mollie.connect_timeout;
+  mollie_options.request_timeout = cfg.mollie.request_timeout;
+  auto mollie_api = mollie::HttpsMollieOAuthApi::Create(loop.get_executor(), mollie_options);
+  if (!mollie_api.ok()) {
+    return Fail("mollie client", mollie_api.status());
+  }
+
+  broker::GrantManagerOptions mo;
+  mo.policy.margin = cfg.refresh.margin;
+  mo.policy.jitter = cfg.refresh.jitter;
+  mo.policy.backoff_initial = cfg.refresh.backoff_initial;
+  mo.policy.backoff_max = cfg.refresh.backoff_max;
+  mo.min_serve_ttl = cfg.refresh.min_serve_ttl;
+  mo.max_min_ttl = cfg.refresh.max_min_ttl;
+  mo.max_concurrent = cfg.refresh.max_concurrent;
+  mo.rate_per_second = cfg.refresh.rate_per_second;
+  mo.burst = cfg.refresh.burst;
+  mo.authorize_base_url = cfg.mollie.authorize_base_url;
+  mo.client_id = cfg.mollie.client_id;
+  mo.redirect_uri = cfg.mollie.redirect_uri;
+  mo.default_scopes = cfg.onboarding.default_scopes;
+  mo.state_ttl = cfg.onboarding.state_ttl;
+
+  broker::TokenCache cache;
+  broker::GrantManager manager(loop, blocking, **store, **mollie_api, cache, clock, random, mo);
+  if (absl::Status s = manager.Start(); !s.ok()) {
+    return Fail("loading grants", s);
+  }
+
+  std::atomic<bool> ready{false};
+  http::Router router;
+  AddBrokerRoutes(router, manager, ready);
+  http::HttpServerOptions http_options;
+  http_options.listen = cfg.server.http_listen;
+  http::HttpServer http_server(loop, http_options, router);
+  auto http_port = http_server.Start();
+  if (!http_port.ok()) {
+    return Fail("HTTP server", http_port.status());
+  }
+
+  rpc::TokenServiceImpl token_service(manager, cfg.refresh.max_min_ttl);
+  rpc::OnboardingServiceImpl onboarding_service(manager);
+  rpc::AdminServiceImpl admin_service(manager);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(cfg.server.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&token_service);
+  builder.RegisterService(&onboarding_service);
+  builder.RegisterService(&admin_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    return Fail("gRPC server",
+                absl::UnavailableError(StrCat("cannot listen on ", cfg.server.grpc_listen)));
+  }
+  if (!IsLoopback(cfg.server.grpc_listen)) {
+    CB_LOG(WARNING) << "gRPC listens on " << cfg.server.grpc_listen
+                    << " without TLS or caller authentication; keep it on a private network";
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  ready = true;
+  if (!flags.ports_file.empty()) {
+    if (absl::Status s = WritePortsFile(flags.ports_file, grpc_port, *http_port); !s.ok()) {
+      return Fail("ports file", s);
+    }
+  }
+  CB_LOG(NOTICE) << "connect-brokerd serving: gRPC on " << cfg.server.grpc_listen << " (port "
+                 << grpc_port << "), HTTP on " << cfg.server.http_listen << " (port "
+                 << *http_port << "), " << manager.Stats().grants << " grant(s)";
+  sd_notify(0, "READY=1");
+
+  // Shutdown: stop HTTP, then gRPC (from its own thread: Shutdown waits for in-flight RPCs,
+  // which need this loop running), then let in-flight refreshes finish (bounded), then stop.
+  std::thread shutdown_thread;
+  asio::steady_timer grace(loop);
+  asio::signal_set signals(loop, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    CB_LOG(NOTICE) << "signal " << signo << ": shutting down";
+    sd_notify(0, "STOPPING=1");
+    ready = false;
+    http_server.Stop();
+    grace.expires_after(cfg.server.shutdown_grace + std::chrono::seconds(1));
+    grace.async_wait([&](const boost::system::error_code& ec2) {
+      if (!ec2) {
+        CB_LOG(WARNING) << "shutdown grace period over; stopping with work in flight";
+        loop.stop();
+      }
+    });
+    shutdown_thread = std::thread([&] {
+      server->Shutdown(std::chrono::system_clock::now() + cfg.server.shutdown_grace);
+      manager.Stop([&] {
+        grace.cancel();
+        work.reset();
+        loop.stop();
+      });
+    });
+  });
+
+  loop.run();
+  if (shutdown_thread.joinable()) {
+    shutdown_thread.join();
+  }
+  server->Wait();
+  blocking.join();
+  CB_LOG(NOTICE) << "connect-brokerd stopped";
+  return 0;
+}
+
+}  // namespace connectbroker

@@ -1,0 +1,38 @@
+// connect-brokerd: owns every merchant's Mollie OAuth grant, refreshes tokens before they expire
+// and serves them (and onboarding, administration) over gRPC. See README.md and docs/.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "daemon/config/config.h"
+#include "daemon/daemon.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "connect-brokerd: the Mollie Connect token broker daemon.\n"
+      "Keeps every merchant's OAuth grant in RocksDB (secrets encrypted), refreshes access\n"
+      "tokens before they expire, and serves them over gRPC (TokenService, OnboardingService,\n"
+      "AdminService). Stops cleanly on SIGTERM."};
+  connectbroker::DaemonFlags flags;
+  bool check_only = false;
+  app.add_option("-c,--config", flags.config_path, "TOML configuration file (required)")
+      ->required();
+  app.add_option("--ports-file", flags.ports_file,
+                 "write 'grpc=PORT' and 'http=PORT' lines here once serving (for scripts; "
+                 "useful with port 0 in the config)");
+  app.add_flag("--check-config", check_only,
+               "validate the configuration and the secret file it names, then exit");
+  app.set_version_flag("--version", "connect-brokerd 0.1.0");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = connectbroker::config::LoadConfig(flags.config_path);
+  if (!config.ok()) {
+    std::cerr << "connect-brokerd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << "connect-brokerd: " << flags.config_path << " is valid\n";
+    return 0;
+  }
+  return connectbroker::RunDaemon(*config, flags);
+}
