@@ -31,11 +31,28 @@ constexpr auto kWriteTimeout = std::chrono::seconds(30);
 constexpr auto kShutdownTimeout = std::chrono::seconds(5);
 constexpr auto kHangDuration = std::chrono::seconds(30);
 constexpr uint64_t kBodyLimit = 1024 * 1024;
+constexpr auto kDrainTimeout = std::chrono::seconds(2);
+constexpr size_t kDrainLimit = 16 * 1024 * 1024;
 
 // Method and path only: queries may carry state or simulation parameters, and tokens never
 // appear in either, so the log line is safe.
 void LogRequest(std::string_view method, std::string_view target, std::string_view outcome) {
   CB_LOG(INFO) << method << " " << target.substr(0, target.find('?')) << " " << outcome;
+}
+
+// Reads and discards what the client still sends (a lingering close), so that closing with
+// unread data does not reset the connection before the client has read our error response.
+asio::awaitable<void> Drain(Stream& stream) {
+  std::vector<char> sink(64 * 1024);
+  size_t total = 0;
+  beast::get_lowest_layer(stream).expires_after(kDrainTimeout);
+  while (total < kDrainLimit) {
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(sink), kNoThrow);
+    if (ec) {
+      break;
+    }
+    total += n;
+  }
 }
 
 asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& simulator) {
@@ -59,7 +76,10 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
       too_large.keep_alive(false);
       too_large.prepare_payload();
       beast::get_lowest_layer(stream).expires_after(kWriteTimeout);
-      co_await http::async_write(stream, too_large, kNoThrow);
+      auto [write_ec, written] = co_await http::async_write(stream, too_large, kNoThrow);
+      if (!write_ec) {
+        co_await Drain(stream);
+      }
       break;
     }
     if (read_ec) {

@@ -256,8 +256,10 @@ SimResponse Simulator::Authorize(std::string_view query) {
     scope_text += (scope_text.empty() ? "" : " ") + scope;
   }
   const std::string code = NewToken("auth_");
-  codes_[code] =
-      AuthCode{org.id, scope_text, given_redirect, *client_id, NowMs(), prompt == "force", false};
+  codes_[code] = AuthCode{org.id,     scope_text,
+                          given_redirect, *client_id,
+                          NowMs() + options_.code_ttl_seconds * 1000,
+                          prompt == "force", false};
   return Redirect(RedirectUrl(redirect, {{"code", code}, {"state", *state}}));
 }
 
@@ -330,7 +332,7 @@ SimResponse Simulator::CodeGrant(const FormFields& fields) {
   }
   auto it = codes_.find(*code);
   if (it == codes_.end() || it->second.used || it->second.client_id != options_.client_id ||
-      NowMs() >= it->second.created_ms + options_.code_ttl_seconds * 1000) {
+      NowMs() >= it->second.expires_at_ms) {
     return OAuthError(400, "invalid_grant", kBadCode);
   }
   AuthCode& auth = it->second;

@@ -74,7 +74,7 @@ class Simulator {
     std::string scope;         // space-separated, as granted
     std::string redirect_uri;  // as given to /oauth2/authorize; may be empty
     std::string client_id;
-    int64_t created_ms = 0;
+    int64_t expires_at_ms = 0;  // issue time + the code TTL then in force
     bool force = false;
     bool used = false;
   };
