@@ -1,0 +1,238 @@
+#include "daemon/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
+
+namespace connectbroker::config {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::IsOk;
+using testing::StatusIs;
+
+constexpr const char* kMinimal = R"(
+[mollie]
+client_id = "app_test123"
+client_secret_file = "secret.txt"
+redirect_uri = "https://platform.example/oauth/callback"
+
+[storage]
+data_dir = "data"
+key_file = "keys.txt"
+)";
+
+absl::StatusOr<Config> Parse(const std::string& text) {
+  return ParseConfig(text, "test.toml", "/etc/cb");
+}
+
+void Write(const std::string& path, const std::string& content) {
+  std::ofstream(path, std::ios::trunc) << content;
+}
+
+TEST(ConfigTest, MinimalConfigGetsDocumentedDefaults) {
+  auto c = Parse(kMinimal);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->server.grpc_listen, "127.0.0.1:50051");
+  EXPECT_EQ(c->server.http_listen, "127.0.0.1:8080");
+  EXPECT_EQ(c->mollie.authorize_base_url, "https://my.mollie.com");
+  EXPECT_EQ(c->mollie.api_base_url, "https://api.mollie.com");
+  EXPECT_EQ(c->mollie.ca_file, "");
+  EXPECT_DOUBLE_EQ(c->refresh.margin, 0.25);
+  EXPECT_DOUBLE_EQ(c->refresh.jitter, 0.10);
+  EXPECT_EQ(c->onboarding.state_ttl, std::chrono::seconds(600));
+  // Relative paths resolve against the config file's directory.
+  EXPECT_EQ(c->storage.data_dir, "/etc/cb/data");
+  EXPECT_EQ(c->storage.key_file, "/etc/cb/keys.txt");
+  EXPECT_EQ(c->mollie.client_secret_file, "/etc/cb/secret.txt");
+  EXPECT_TRUE(c->mollie.client_secret.empty());
+}
+
+TEST(ConfigTest, EveryKeyCanBeSet) {
+  auto c = Parse(R"(
+log_level = "debug"
+[server]
+grpc_listen = "unix:/run/cb/grpc.sock"
+http_listen = "127.0.0.1:0"
+shutdown_grace_seconds = 3
+[mollie]
+authorize_base_url = "https://127.0.0.1:9443"
+api_base_url = "https://127.0.0.1:9443/prefix"
+ca_file = "/etc/ssl/ca.pem"
+client_id = "app_x"
+client_secret_file = "/run/credentials/secret"
+redirect_uri = "http://127.0.0.1:8080/oauth/callback"
+connect_timeout_ms = 2000
+request_timeout_ms = 9000
+[storage]
+data_dir = "/var/lib/cb"
+key_file = "/run/credentials/keys"
+[refresh]
+margin = 0.5
+jitter = 0.2
+min_serve_ttl_seconds = 2
+max_min_ttl_seconds = 600
+max_concurrent = 4
+rate_per_second = 2.5
+burst = 7
+backoff_initial_ms = 100
+backoff_max_ms = 5000
+[onboarding]
+default_scopes = ["payments.read"]
+state_ttl_seconds = 120
+)");
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->log_level, LogLevel::kDebug);
+  EXPECT_EQ(c->server.grpc_listen, "unix:/run/cb/grpc.sock");
+  EXPECT_EQ(c->server.shutdown_grace, std::chrono::seconds(3));
+  EXPECT_EQ(c->mollie.request_timeout, std::chrono::milliseconds(9000));
+  EXPECT_EQ(c->refresh.max_concurrent, 4);
+  EXPECT_DOUBLE_EQ(c->refresh.rate_per_second, 2.5);
+  EXPECT_EQ(c->refresh.burst, 7);
+  EXPECT_EQ(c->refresh.backoff_max, std::chrono::milliseconds(5000));
+  EXPECT_EQ(c->onboarding.default_scopes, std::vector<std::string>{"payments.read"});
+  EXPECT_EQ(c->onboarding.state_ttl, std::chrono::seconds(120));
+}
+
+struct BadCase {
+  const char* name;
+  std::string text;
+  const char* expected;  // substring of the error
+};
+
+class ConfigBadInputTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigBadInputTest, IsRejectedNamingTheProblem) {
+  auto c = Parse(GetParam().text);
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(GetParam().expected)));
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("test.toml")));
+}
+
+std::string With(const std::string& section_line, const std::string& extra) {
+  std::string t = kMinimal;
+  auto pos = t.find(section_line);
+  t.insert(pos + section_line.size(), "\n" + extra);
+  return t;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigBadInputTest,
+    ::testing::Values(
+        BadCase{"syntax", "[mollie\nclient_id = 1", "test.toml:"},
+        BadCase{"unknown_top", std::string(kMinimal) + "\nfoo = 1\n", "unknown key(s) foo"},
+        BadCase{"unknown_in_table", With("[storage]", "dat_dir = \"x\""), "storage.dat_dir"},
+        BadCase{"unknown_table", std::string(kMinimal) + "\n[metrics]\nport = 1\n", "metrics"},
+        BadCase{"secret_inline", With("[mollie]", "client_secret = \"s3cr3t\""),
+                "secrets never go in the config file"},
+        BadCase{"missing_client_id",
+                "[mollie]\nclient_secret_file=\"s\"\nredirect_uri=\"https://x/cb\"\n"
+                "[storage]\nkey_file=\"k\"\n",
+                "mollie.client_id is required"},
+        BadCase{"client_id_prefix", "[mollie]\nclient_id=\"xyz\"\nclient_secret_file=\"s\"\n"
+                                    "redirect_uri=\"https://x/cb\"\n[storage]\nkey_file=\"k\"\n",
+                "must start with \"app_\""},
+        BadCase{"missing_secret_file",
+                "[mollie]\nclient_id=\"app_x\"\nredirect_uri=\"https://x/cb\"\n"
+                "[storage]\nkey_file=\"k\"\n",
+                "mollie.client_secret_file is required"},
+        BadCase{"missing_redirect",
+                "[mollie]\nclient_id=\"app_x\"\nclient_secret_file=\"s\"\n"
+                "[storage]\nkey_file=\"k\"\n",
+                "mollie.redirect_uri is required"},
+        BadCase{"redirect_not_url",
+                "[mollie]\nclient_id=\"app_x\"\nclient_secret_file=\"s\"\n"
+                "redirect_uri=\"ftp://x/cb\"\n[storage]\nkey_file=\"k\"\n",
+                "mollie.redirect_uri must be an http(s):// URL"},
+        BadCase{"missing_key_file",
+                "[mollie]\nclient_id=\"app_x\"\nclient_secret_file=\"s\"\n"
+                "redirect_uri=\"https://x/cb\"\n",
+                "storage.key_file is required"},
+        BadCase{"http_api", With("[mollie]", "api_base_url = \"http://api.mollie.com\""),
+                "mollie.api_base_url must be an https:// URL"},
+        BadCase{"api_with_query", With("[mollie]", "api_base_url = \"https://a.b/?x=1\""),
+                "without spaces, query or fragment"},
+        BadCase{"grpc_listen_int", "[server]\ngrpc_listen = 5\n" + std::string(kMinimal),
+                "server.grpc_listen must be a string"},
+        BadCase{"grpc_listen_empty", "[server]\ngrpc_listen = \"\"\n" + std::string(kMinimal),
+                "server.grpc_listen must not be empty"},
+        BadCase{"margin_range", "[refresh]\nmargin = 1.5\n" + std::string(kMinimal),
+                "refresh.margin must be between"},
+        BadCase{"margin_type", "[refresh]\nmargin = \"a lot\"\n" + std::string(kMinimal),
+                "refresh.margin must be a number"},
+        BadCase{"jitter_over_margin",
+                "[refresh]\nmargin = 0.1\njitter = 0.2\n" + std::string(kMinimal),
+                "refresh.jitter must be smaller than refresh.margin"},
+        BadCase{"concurrency_zero", "[refresh]\nmax_concurrent = 0\n" + std::string(kMinimal),
+                "refresh.max_concurrent must be between 1"},
+        BadCase{"concurrency_float", "[refresh]\nmax_concurrent = 1.5\n" + std::string(kMinimal),
+                "refresh.max_concurrent must be an integer"},
+        BadCase{"backoff_order",
+                "[refresh]\nbackoff_initial_ms = 5000\nbackoff_max_ms = 100\n" +
+                    std::string(kMinimal),
+                "backoff_max_ms must not be smaller"},
+        BadCase{"scopes_not_list", "[onboarding]\ndefault_scopes = \"payments.read\"\n" +
+                                       std::string(kMinimal),
+                "onboarding.default_scopes must be an array of strings"},
+        BadCase{"scopes_empty", "[onboarding]\ndefault_scopes = []\n" + std::string(kMinimal),
+                "must name at least one scope"},
+        BadCase{"state_ttl", "[onboarding]\nstate_ttl_seconds = 5\n" + std::string(kMinimal),
+                "onboarding.state_ttl_seconds must be between"},
+        BadCase{"log_level", "log_level = \"loud\"\n" + std::string(kMinimal),
+                "log_level must be one of"},
+        BadCase{"table_as_value", "server = 3\n" + std::string(kMinimal),
+                "[server] must be a table"}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
+
+TEST(ConfigTest, SectionWithOnlyDefaultsIsFine) {
+  EXPECT_THAT(Parse(With("[storage]", "")), IsOk());
+}
+
+TEST(LoadConfigTest, MissingFileIsNamed) {
+  auto c = LoadConfig("/nonexistent/connect-brokerd.toml");
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kNotFound,
+                          HasSubstr("/nonexistent/connect-brokerd.toml does not exist")));
+}
+
+TEST(LoadConfigTest, ReadsTheSecretFileRelativeToTheConfig) {
+  testing::TempDir dir;
+  Write(dir.File("cb.toml"), kMinimal);
+  Write(dir.File("secret.txt"), "s3cr3t-value\n");
+  auto c = LoadConfig(dir.File("cb.toml"));
+  ASSERT_THAT(c, IsOk());
+  EXPECT_EQ(c->mollie.client_secret.Reveal(), "s3cr3t-value");
+}
+
+TEST(LoadConfigTest, MissingSecretFileIsNamedWithoutContent) {
+  testing::TempDir dir;
+  Write(dir.File("cb.toml"), kMinimal);
+  auto c = LoadConfig(dir.File("cb.toml"));
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kNotFound, HasSubstr("secret.txt does not exist")));
+}
+
+TEST(LoadConfigTest, EmptyOrMultiValueSecretFileIsRejected) {
+  testing::TempDir dir;
+  Write(dir.File("cb.toml"), kMinimal);
+  Write(dir.File("secret.txt"), "\n");
+  EXPECT_THAT(LoadConfig(dir.File("cb.toml")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is empty")));
+  Write(dir.File("secret.txt"), "two words\n");
+  auto c = LoadConfig(dir.File("cb.toml"));
+  EXPECT_THAT(c, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("one value")));
+  EXPECT_THAT(std::string(c.status().message()), Not(HasSubstr("words")));
+}
+
+TEST(LoadConfigTest, SecretFileThatIsADirectoryIsRejected) {
+  testing::TempDir dir;
+  Write(dir.File("cb.toml"), kMinimal);
+  std::filesystem::create_directory(dir.File("secret.txt"));
+  EXPECT_THAT(LoadConfig(dir.File("cb.toml")),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a regular file")));
+}
+
+}  // namespace
+}  // namespace connectbroker::config
