@@ -138,8 +138,8 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       std::optional<int64_t> count;
       std::optional<int64_t> retry_after;
       if (!ReadString(body, "target", target) || !ReadString(body, "mode", mode) ||
-          !ReadInt(body, "count", -1, count) || !ReadInt(body, "retry_after_seconds", 0,
-                                                         retry_after)) {
+          !ReadInt(body, "count", -1, count) ||
+          !ReadInt(body, "retry_after_seconds", 0, retry_after)) {
         return ControlError(400, "bad field type");
       }
       const std::string t = target.value_or("all");
@@ -184,8 +184,7 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       std::optional<std::string> name;
       std::optional<std::string> email;
       if (!ReadString(body, "id", id) || !ReadString(body, "name", name) ||
-          !ReadString(body, "email", email) || !id || !id->starts_with("org_") ||
-          id->size() == 4) {
+          !ReadString(body, "email", email) || !id || !id->starts_with("org_") || id->size() == 4) {
         return ControlError(400, "id (org_...) is required; name and email are strings");
       }
       Organization& org = OrganizationFor(*id);
@@ -205,9 +204,9 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
     return JsonResponse(200, json::object{{"organizations", std::move(list)}});
   }
 
-  static constexpr std::string_view kPaths[] = {"/_sim/truth", "/_sim/stats", "/_sim/config",
-                                                "/_sim/faults", "/_sim/revoke",
-                                                "/_sim/organizations"};
+  static constexpr std::string_view kPaths[] = {"/_sim/truth",  "/_sim/stats",
+                                                "/_sim/config", "/_sim/faults",
+                                                "/_sim/revoke", "/_sim/organizations"};
   for (std::string_view known : kPaths) {
     if (path == known) {
       return ControlError(405, "method not allowed");

@@ -1,16 +1,15 @@
 #include "tests/mollie_sim/https_server.h"
 
-#include <chrono>
-#include <csignal>
-#include <exception>
-#include <thread>
-#include <vector>
-
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <csignal>
+#include <exception>
+#include <thread>
+#include <vector>
 
 #include "daemon/common/log.h"
 
@@ -86,8 +85,7 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
       break;  // end of stream, timeout, reset or a malformed request: just close
     }
     const auto& request = parser.get();
-    SimRequest sim_request{std::string(request.method_string()),
-                           std::string(request.target()),
+    SimRequest sim_request{std::string(request.method_string()), std::string(request.target()),
                            std::string(request[http::field::content_type]),
                            std::string(request[http::field::authorization]), request.body()};
     const SimResponse sim_response = simulator.Handle(sim_request);
@@ -129,8 +127,8 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
   co_await stream.async_shutdown(kNoThrow);
 }
 
-asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, asio::io_context& io,
-                                 ssl::context& tls, Simulator& simulator) {
+asio::awaitable<void> AcceptLoop(tcp::acceptor& acceptor, asio::io_context& io, ssl::context& tls,
+                                 Simulator& simulator) {
   for (;;) {
     tcp::socket socket(asio::make_strand(io));
     auto [ec] = co_await acceptor.async_accept(socket, kNoThrow);

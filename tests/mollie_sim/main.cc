@@ -3,6 +3,9 @@
 // Exit codes: 0 after SIGINT/SIGTERM, 1 on a runtime failure, 2 on bad flags.
 #include <unistd.h>
 
+#include <boost/url/ipv4_address.hpp>
+#include <boost/url/ipv6_address.hpp>
+#include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -11,10 +14,6 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-
-#include <boost/url/ipv4_address.hpp>
-#include <boost/url/ipv6_address.hpp>
-#include <boost/url/parse.hpp>
 
 #include "daemon/common/clock.h"
 #include "daemon/common/log.h"
@@ -80,8 +79,7 @@ void ParseListen(std::string_view text, ServerOptions& out) {
   }
   if (host != "localhost" && !boost::urls::parse_ipv4_address(host) &&
       !boost::urls::parse_ipv6_address(host)) {
-    BadFlags("--listen: HOST must be an IP address or localhost, got '" + std::string(host) +
-             "'");
+    BadFlags("--listen: HOST must be an IP address or localhost, got '" + std::string(host) + "'");
   }
   out.host = std::string(host);
   out.port = static_cast<uint16_t>(port);

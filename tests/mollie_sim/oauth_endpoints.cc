@@ -2,12 +2,11 @@
 // POST / DELETE /oauth2/tokens. Called by Simulator::Route with mu_ held.
 #include <algorithm>
 #include <array>
-#include <cctype>
-
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
+#include <cctype>
 
 #include "tests/mollie_sim/simulator.h"
 
@@ -256,10 +255,13 @@ SimResponse Simulator::Authorize(std::string_view query) {
     scope_text += (scope_text.empty() ? "" : " ") + scope;
   }
   const std::string code = NewToken("auth_");
-  codes_[code] = AuthCode{org.id,     scope_text,
-                          given_redirect, *client_id,
+  codes_[code] = AuthCode{org.id,
+                          scope_text,
+                          given_redirect,
+                          *client_id,
                           NowMs() + options_.code_ttl_seconds * 1000,
-                          prompt == "force", false};
+                          prompt == "force",
+                          false};
   return Redirect(RedirectUrl(redirect, {{"code", code}, {"state", *state}}));
 }
 
@@ -294,9 +296,9 @@ std::optional<SimResponse> Simulator::AuthenticateClient(const SimRequest& reque
   if (!id.empty() && id == options_.client_id && secret == options_.client_secret) {
     return std::nullopt;
   }
-  SimResponse response = OAuthError(
-      401, "invalid_client",
-      id.empty() ? "No client authentication included" : "Client authentication failed");
+  SimResponse response =
+      OAuthError(401, "invalid_client",
+                 id.empty() ? "No client authentication included" : "Client authentication failed");
   if (basic) {
     response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"Mollie\"");
   }

@@ -24,8 +24,8 @@ SimResponse PlainResponse(int status, std::string_view text) {
 }
 
 SimResponse MethodNotAllowed(std::string_view allow) {
-  SimResponse response = HalError(405, "Method Not Allowed", "The requested method is not "
-                                                             "allowed on this resource");
+  SimResponse response =
+      HalError(405, "Method Not Allowed", "The requested method is not allowed on this resource");
   response.headers.emplace_back("Allow", allow);
   return response;
 }
@@ -48,15 +48,15 @@ SimResponse OAuthError(int status, std::string_view error, std::string_view desc
 }
 
 SimResponse HalError(int status, std::string_view title, std::string_view detail) {
-  return JsonResponse(status,
-                      json::object{{"status", status},
-                                   {"title", title},
-                                   {"detail", detail},
-                                   {"_links",
-                                    {{"documentation",
-                                      Link("https://docs.mollie.com/overview/handling-errors",
-                                           "text/html")}}}},
-                      kHalJson);
+  return JsonResponse(
+      status,
+      json::object{{"status", status},
+                   {"title", title},
+                   {"detail", detail},
+                   {"_links",
+                    {{"documentation",
+                      Link("https://docs.mollie.com/overview/handling-errors", "text/html")}}}},
+      kHalJson);
 }
 
 SimResponse HalUnauthorized() {

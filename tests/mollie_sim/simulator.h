@@ -4,6 +4,9 @@
 // server borrows it for its whole lifetime. Clock and Random are borrowed too.
 #pragma once
 
+#include <absl/base/thread_annotations.h>
+
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -13,9 +16,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <absl/base/thread_annotations.h>
-#include <boost/json/object.hpp>
 
 #include "daemon/common/clock.h"
 #include "daemon/common/random.h"
@@ -99,7 +99,7 @@ class Simulator {
   struct Fault {
     std::string target;  // token | api | all
     std::string mode;
-    int64_t remaining = 0;  // -1: until cleared
+    int64_t remaining = 0;             // -1: until cleared
     int64_t retry_after_seconds = -1;  // -1: not given (429 then sends 1)
   };
   struct Stats {
