@@ -2,8 +2,9 @@
 // /healthz. Runs on the given io_context; the Router is separate from the transport so that
 // routes can be tested without sockets. Plain HTTP: production puts it behind the platform's
 // TLS-terminating reverse proxy.
-// Thread safety: Start/Stop from any thread; handlers run on the io_context and may answer later,
-// from any thread, through the Responder (exactly once).
+// Thread safety: Start/Stop from any thread; handlers run on the io_context (on the connection's
+// strand) and may answer later, from any thread, through the Responder (exactly once; a Responder
+// dropped unanswered answers 500). The io_context must outlive every Responder.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,16 +62,23 @@ struct HttpServerOptions {
   std::size_t max_connections = 1024;
 };
 
+// Every answer carries Cache-Control: no-store and X-Content-Type-Options: nosniff. The transport
+// itself answers 400 (malformed request, bad target or percent-encoding), 413 (body), 431 (header)
+// and 503 (max_connections reached), then closes the connection.
 class HttpServer {
  public:
+  // Copies the router: routes are fixed once the server exists.
   HttpServer(boost::asio::io_context& ioc, HttpServerOptions options, const Router& router);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts accepting; returns the bound port. Errors name the address.
+  // Binds and starts accepting; returns the bound port. Errors name the address:
+  // INVALID_ARGUMENT (unparsable or unresolvable), UNAVAILABLE (bind/listen failed),
+  // FAILED_PRECONDITION (started twice, or after Stop).
   absl::StatusOr<int> Start();
-  // Stops accepting and closes open connections; idempotent.
+  // Stops accepting and closes open connections (pending handlers' answers are discarded);
+  // idempotent. The closing runs on the io_context, so it needs the loop to run afterwards.
   void Stop();
 
  private:
