@@ -1,0 +1,216 @@
+// connect-broker: the admin CLI of the connect-broker daemon. Blocking gRPC calls through
+// BrokerClient; prints tables, key/value lines or JSON. Only `token` prints a token (on stdout).
+// Exit status: 0 ok, 1 error from the daemon, 2 usage error, 3 daemon unreachable.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "connectbroker/client.h"
+
+namespace {
+
+namespace cb = ::connectbroker::client;
+namespace v1 = ::connectbroker::v1;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnreachable = 3;
+
+// Errors never contain a token: only `token` receives one, and it only prints it on success.
+int Fail(std::string_view command, const absl::Status& status) {
+  std::cerr << "connect-broker: " << command << ": " << absl::StatusCodeToString(status.code())
+            << ": " << status.message() << "\n";
+  return cb::IsUnreachable(status) ? kExitUnreachable : kExitError;
+}
+
+struct Flags {
+  std::string address = cb::kDefaultAddress;
+  double timeout_seconds = 10;
+  bool json = false;
+  std::string org;  // ORG positional (or ACCOUNT_REF for `token --account-ref`)
+  std::string status_filter;
+  int limit = 0;
+  int min_ttl_seconds = 0;
+  bool by_account_ref = false;
+  std::string account_ref;
+  std::vector<std::string> scopes;
+  bool force = false;
+  std::string locale;
+  std::string landing_page;
+  std::string code;
+  std::string state;
+};
+
+void AddJsonFlag(CLI::App* sub, Flags& f, const std::string& what) {
+  sub->add_flag("--json", f.json, "Print " + what + " as JSON");
+}
+
+int Run(const std::string& command, const Flags& f) {
+  cb::BrokerClient client(
+      cb::CreateChannel(f.address), f.address,
+      std::chrono::milliseconds(static_cast<long long>(f.timeout_seconds * 1000)));
+  const auto now = std::chrono::system_clock::now();
+  if (command == "merchants") {
+    v1::GrantStatus status = v1::GRANT_STATUS_UNSPECIFIED;
+    if (!f.status_filter.empty()) {
+      status = *cb::ParseGrantStatus(f.status_filter);  // validated by CLI11
+    }
+    auto merchants = client.ListMerchants(status, f.limit);
+    if (!merchants.ok()) {
+      return Fail(command, merchants.status());
+    }
+    std::cout << (f.json ? cb::MerchantsToJson(*merchants) + "\n"
+                         : cb::FormatMerchantTable(*merchants, now));
+    return 0;
+  }
+  if (command == "merchant" || command == "refresh" || command == "complete-authorization") {
+    auto merchant = command == "merchant"  ? client.GetMerchant(f.org)
+                    : command == "refresh" ? client.RefreshMerchant(f.org)
+                                           : client.CompleteAuthorization(f.code, f.state);
+    if (!merchant.ok()) {
+      return Fail(command, merchant.status());
+    }
+    if (f.json) {
+      std::cout << cb::MerchantToJson(*merchant) << "\n";
+    } else if (command == "refresh") {
+      std::cout << cb::FormatMerchantLine(*merchant, now) << "\n";
+    } else {
+      std::cout << cb::FormatMerchantDetails(*merchant, now);
+    }
+    return 0;
+  }
+  if (command == "token") {
+    v1::GetAccessTokenRequest request;
+    if (f.by_account_ref) {
+      request.set_account_ref(f.org);
+    } else {
+      request.set_organization_id(f.org);
+    }
+    request.mutable_min_ttl()->set_seconds(f.min_ttl_seconds);
+    auto token = client.GetAccessToken(request);
+    if (!token.ok()) {
+      return Fail(command, token.status());
+    }
+    std::cout << (f.json ? cb::AccessTokenToJson(*token) : token->access_token()) << "\n";
+    return 0;
+  }
+  if (command == "authorize-url") {
+    v1::BeginAuthorizationRequest request;
+    request.set_account_ref(f.account_ref);
+    for (const std::string& s : f.scopes) {
+      request.add_scopes(s);
+    }
+    request.set_approval_prompt(f.force ? v1::APPROVAL_PROMPT_FORCE
+                                        : v1::APPROVAL_PROMPT_UNSPECIFIED);
+    request.set_locale(f.locale);
+    request.set_landing_page(f.landing_page == "signup"  ? v1::LANDING_PAGE_SIGNUP
+                             : f.landing_page == "login" ? v1::LANDING_PAGE_LOGIN
+                                                         : v1::LANDING_PAGE_UNSPECIFIED);
+    auto begun = client.BeginAuthorization(request);
+    if (!begun.ok()) {
+      return Fail(command, begun.status());
+    }
+    std::cout << (f.json ? cb::AuthorizationToJson(*begun) : begun->authorize_url()) << "\n";
+    return 0;
+  }
+  std::cerr << "connect-broker: unknown command " << command << "\n";
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{"Administer the connect-broker daemon (Mollie Connect OAuth grants) over gRPC.",
+               "connect-broker"};
+  app.footer(
+      "Exit status: 0 success, 1 error reported by the daemon, 2 usage error, 3 daemon "
+      "unreachable.\nErrors go to stderr as 'connect-broker: COMMAND: GRPC_CODE: message'.\n"
+      "Global options (--address, --timeout) may come before or after the subcommand.\n");
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
+  app.add_option("--address", f.address,
+                 "Daemon gRPC address: host:port, [ipv6]:port or unix:/path")
+      ->envname(cb::kAddressEnvVar)
+      ->capture_default_str();
+  app.add_option("--timeout", f.timeout_seconds, "Deadline for the whole command, in seconds")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
+  const std::vector<std::string> statuses = {"active", "refresh-failing", "needs-reauthorization",
+                                             "revoked"};
+  CLI::App* merchants = app.add_subcommand(
+      "merchants", "List connected merchants (following all pages); never shows tokens");
+  merchants->add_option("--status", f.status_filter, "Only merchants in this grant status")
+      ->check(CLI::IsMember(statuses));
+  merchants->add_option("--limit", f.limit, "Show at most N merchants (default: all)")
+      ->check(CLI::PositiveNumber);
+  AddJsonFlag(merchants, f, "an array of merchant objects (snake_case keys)");
+
+  CLI::App* merchant = app.add_subcommand("merchant", "Show one merchant as key: value lines");
+  merchant->add_option("ORG", f.org, "Mollie organization id (org_...)")->required();
+  AddJsonFlag(merchant, f, "the merchant");
+
+  CLI::App* token = app.add_subcommand(
+      "token", "Print a valid access token for a merchant on stdout (and nothing else)");
+  token
+      ->add_option("ORG", f.org,
+                   "Mollie organization id (org_...), or with --account-ref the "
+                   "platform's account reference")
+      ->required();
+  token
+      ->add_option("--min-ttl", f.min_ttl_seconds,
+                   "The token must stay valid at least this many seconds; the daemon refreshes "
+                   "first if needed (default 0: any valid token)")
+      ->check(CLI::NonNegativeNumber);
+  token->add_flag("--account-ref", f.by_account_ref, "ORG is an account reference");
+  AddJsonFlag(token, f, "token, expires_at, scopes and organization_id");
+
+  CLI::App* authorize = app.add_subcommand(
+      "authorize-url", "Start onboarding: print the 'Login with Mollie' consent URL");
+  authorize->add_option("ACCOUNT_REF", f.account_ref, "The platform's reference for the merchant")
+      ->required();
+  authorize
+      ->add_option("--scope", f.scopes,
+                   "Mollie permission, e.g. payments.read; repeat or comma-separate "
+                   "(default: the daemon's configured scopes)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  authorize->add_flag("--force", f.force,
+                      "Always show the consent screen (revokes the merchant's earlier grants)");
+  authorize->add_option("--locale", f.locale, "Consent screen language (default: the browser's)")
+      ->check(
+          CLI::IsMember({"en_US", "nl_NL", "nl_BE", "fr_FR", "fr_BE", "de_DE", "es_ES", "it_IT"}));
+  authorize
+      ->add_option("--landing-page", f.landing_page, "Mollie page to show first (default login)")
+      ->check(CLI::IsMember({"login", "signup"}));
+  AddJsonFlag(authorize, f, "authorize_url, state and expires_at");
+
+  CLI::App* complete = app.add_subcommand(
+      "complete-authorization",
+      "Finish onboarding with the code and state from Mollie's redirect; print the merchant");
+  complete->add_option("--code", f.code, "Authorization code from the redirect")->required();
+  complete->add_option("--state", f.state, "State from the redirect")->required();
+  AddJsonFlag(complete, f, "the merchant");
+
+  CLI::App* refresh =
+      app.add_subcommand("refresh", "Refresh a merchant's token now; print one status line");
+  refresh->add_option("ORG", f.org, "Mollie organization id (org_...)")->required();
+  AddJsonFlag(refresh, f, "the merchant");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+  if (f.address.empty()) {
+    std::cerr << "connect-broker: --address must not be empty\n";
+    return kExitUsage;
+  }
+  return Run(app.get_subcommands().front()->get_name(), f);
+}

@@ -1,0 +1,159 @@
+// BrokerClient: blocking calls with deadlines over the generated stubs.
+#include "connectbroker/client.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/cord.h"
+
+namespace connectbroker::client {
+namespace {
+
+// Marks a status produced because no connection to the daemon was ever established.
+constexpr char kUnreachablePayload[] = "type.connectbroker.dev/client.Unreachable";
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address) {
+  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+}
+
+bool IsUnreachable(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kUnreachablePayload).has_value();
+}
+
+BrokerClient::BrokerClient(std::shared_ptr<grpc::Channel> channel, std::string address,
+                           std::chrono::milliseconds timeout)
+    : channel_(std::move(channel)),
+      address_(std::move(address)),
+      timeout_(timeout),
+      admin_(v1::AdminService::NewStub(channel_)),
+      token_(v1::TokenService::NewStub(channel_)),
+      onboarding_(v1::OnboardingService::NewStub(channel_)) {}
+
+absl::Status BrokerClient::Convert(const grpc::Status& status) const {
+  if (status.ok()) {
+    return absl::OkStatus();
+  }
+  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  // The daemon itself may answer UNAVAILABLE (Mollie unreachable); only a channel that never got
+  // READY means that we could not reach the daemon.
+  const bool connected = channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+  if (!connected &&
+      (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded)) {
+    absl::Status out(code, "cannot reach the connect-broker daemon at " + address_ + ": " +
+                               status.error_message());
+    out.SetPayload(kUnreachablePayload, absl::Cord("1"));
+    return out;
+  }
+  return absl::Status(code, status.error_message());
+}
+
+absl::StatusOr<std::vector<v1::Merchant>> BrokerClient::ListMerchants(v1::GrantStatus status,
+                                                                      int limit) {
+  const auto deadline = std::chrono::system_clock::now() + timeout_;
+  std::vector<v1::Merchant> out;
+  v1::ListMerchantsRequest request;
+  request.set_status(status);
+  if (limit > 0) {
+    request.set_page_size(std::min(limit, 1000));
+  }
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(deadline);
+    v1::ListMerchantsResponse response;
+    absl::Status s = Convert(admin_->ListMerchants(&context, request, &response));
+    if (!s.ok()) {
+      return s;
+    }
+    for (v1::Merchant& m : *response.mutable_merchants()) {
+      if (limit > 0 && out.size() >= static_cast<size_t>(limit)) {
+        return out;
+      }
+      out.push_back(std::move(m));
+    }
+    if (response.next_page_token().empty() ||
+        (limit > 0 && out.size() >= static_cast<size_t>(limit))) {
+      return out;
+    }
+    if (response.next_page_token() == request.page_token()) {
+      return absl::InternalError("daemon returned the same page token twice");
+    }
+    request.set_page_token(response.next_page_token());
+  }
+}
+
+absl::StatusOr<v1::Merchant> BrokerClient::GetMerchant(const std::string& organization_id) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::GetMerchantRequest request;
+  request.set_organization_id(organization_id);
+  v1::Merchant response;
+  absl::Status s = Convert(admin_->GetMerchant(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Merchant> BrokerClient::RefreshMerchant(const std::string& organization_id) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::RefreshMerchantRequest request;
+  request.set_organization_id(organization_id);
+  v1::Merchant response;
+  absl::Status s = Convert(admin_->RefreshMerchant(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::GetAccessTokenResponse> BrokerClient::GetAccessToken(
+    const v1::GetAccessTokenRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::GetAccessTokenResponse response;
+  absl::Status s = Convert(token_->GetAccessToken(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::BeginAuthorizationResponse> BrokerClient::BeginAuthorization(
+    const v1::BeginAuthorizationRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::BeginAuthorizationResponse response;
+  absl::Status s = Convert(onboarding_->BeginAuthorization(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Merchant> BrokerClient::CompleteAuthorization(const std::string& code,
+                                                                 const std::string& state) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::CompleteAuthorizationRequest request;
+  request.set_code(code);
+  request.set_state(state);
+  v1::CompleteAuthorizationResponse response;
+  absl::Status s = Convert(onboarding_->CompleteAuthorization(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return std::move(*response.mutable_merchant());
+}
+
+}  // namespace connectbroker::client
