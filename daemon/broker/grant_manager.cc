@@ -128,11 +128,14 @@ GrantManager::GrantManager(asio::io_context& loop, asio::thread_pool& blocking,
 GrantManager::~GrantManager() = default;
 
 template <typename F>
-asio::awaitable<std::invoke_result_t<F>> GrantManager::Blocking(F fn) {
-  using R = std::invoke_result_t<F>;
+asio::awaitable<std::invoke_result_t<F&>> GrantManager::Blocking(F&& fn) {
+  using R = std::invoke_result_t<F&>;
   // Runs fn on the blocking pool; the awaiting coroutine resumes on its own executor (the loop).
-  co_return co_await asio::co_spawn(
-      blocking_, [fn = std::move(fn)]() mutable -> asio::awaitable<R> { co_return fn(); },
+  // GCC 12 destroys a lambda temporary that lives across a co_await twice (PR 100611), so call
+  // sites name their lambda and pass it by reference; it is moved into co_spawn's frame here.
+  return asio::co_spawn(
+      blocking_,
+      [fn = std::forward<F>(fn)]() mutable -> asio::awaitable<R> { co_return fn(); },
       asio::use_awaitable);
 }
 
@@ -302,8 +305,8 @@ asio::awaitable<absl::Status> GrantManager::Persist(GrantPtr g, GrantRecord reco
   uint64_t expected = g->stored.record.generation();
   record.set_generation(expected + 1);
   record.set_updated_at_ms(ToUnixMillis(clock_.Now()));
-  absl::Status st = co_await Blocking(
-      [this, record, secrets, expected] { return store_.Put(record, secrets, expected); });
+  auto put = [this, record, secrets, expected] { return store_.Put(record, secrets, expected); };
+  absl::Status st = co_await Blocking(std::move(put));
   if (st.ok()) {
     g->stored.record = std::move(record);
     g->stored.secrets = std::move(secrets);
@@ -366,7 +369,8 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
     absl::Status st = co_await Persist(g, r, secrets);
     if (st.code() == absl::StatusCode::kAborted || st.code() == absl::StatusCode::kNotFound) {
       // Someone else wrote the grant meanwhile (re-onboarding, admin). Theirs wins; re-read.
-      auto fresh = co_await Blocking([this, org] { return store_.Get(org); });
+      auto get = [this, org] { return store_.Get(org); };
+      auto fresh = co_await Blocking(std::move(get));
       if (fresh.ok()) {
         g->stored = *std::move(fresh);
         Publish(*g);
@@ -406,7 +410,8 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
   if (err.code() == absl::StatusCode::kFailedPrecondition) {
     // invalid_grant. A racing writer may have stored a newer grant (re-onboarding): only if the
     // store still holds the refresh token we used is the merchant really lost.
-    auto fresh = co_await Blocking([this, org] { return store_.Get(org); });
+    auto get = [this, org] { return store_.Get(org); };
+    auto fresh = co_await Blocking(std::move(get));
     if (fresh.ok() && fresh->record.generation() != before.record.generation()) {
       g->stored = *std::move(fresh);
       Publish(*g);
@@ -626,8 +631,8 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Complete(std::string 
     co_return absl::InvalidArgumentError("oversized code or state");
   }
   // Single use: the state is consumed whatever happens next.
-  auto pending = co_await Blocking(
-      [this, state] { return store_.TakePending(state, clock_.Now()); });
+  auto take = [this, state] { return store_.TakePending(state, clock_.Now()); };
+  auto pending = co_await Blocking(std::move(take));
   if (!pending.ok()) {
     if (pending.status().code() == absl::StatusCode::kDeadlineExceeded) {
       co_return absl::NotFoundError(
@@ -711,8 +716,8 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Complete(std::string 
     g = std::make_shared<Grant>();
     r.set_generation(1);
     r.set_updated_at_ms(ToUnixMillis(now));
-    st = co_await Blocking(
-        [this, r, secrets] { return store_.Put(r, secrets, std::nullopt); });
+    auto insert = [this, r, secrets] { return store_.Put(r, secrets, std::nullopt); };
+    st = co_await Blocking(std::move(insert));
     if (st.ok()) {
       g->stored = StoredGrant{r, secrets};
     }

@@ -143,7 +143,7 @@ class GrantManager {
   double Jitter();
 
   template <typename F>
-  boost::asio::awaitable<std::invoke_result_t<F>> Blocking(F fn);
+  boost::asio::awaitable<std::invoke_result_t<F&>> Blocking(F&& fn);
 
   boost::asio::io_context& loop_;
   boost::asio::thread_pool& blocking_;

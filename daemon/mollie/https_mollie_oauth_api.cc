@@ -169,13 +169,16 @@ class Connection {
     auto resolver = std::make_shared<tcp::resolver>(ex_);
     auto timed_out = std::make_shared<bool>(false);
     asio::steady_timer timer(ex_, connect_deadline);
-    timer.async_wait(asio::bind_executor(co_await asio::this_coro::executor,
-                                         [resolver, timed_out](const beast::error_code& ec) {
-                                           if (!ec) {
-                                             *timed_out = true;
-                                             resolver->cancel();
-                                           }
-                                         }));
+    // Named, not a temporary: GCC 12 destroys a lambda temporary in a full-expression that
+    // contains a co_await twice (PR 100611).
+    auto executor = co_await asio::this_coro::executor;
+    auto on_timeout = [resolver, timed_out](const beast::error_code& ec) {
+      if (!ec) {
+        *timed_out = true;
+        resolver->cancel();
+      }
+    };
+    timer.async_wait(asio::bind_executor(executor, std::move(on_timeout)));
     auto [resolve_ec, results] =
         co_await resolver->async_resolve(endpoint_.host, endpoint_.port, kNoThrow);
     timer.cancel();
