@@ -393,13 +393,15 @@ class RefreshTest(unittest.TestCase):
         self.assertIn("invalid_client", env.read_daemon_log())
 
     def test_min_ttl_forces_a_refresh_that_concurrent_callers_share(self):
-        env = Env(sim_args=["--access-token-ttl", "60"])
+        env = Env(sim_args=["--access-token-ttl", "20"])
         self.addCleanup(env.close)
         env.start_daemon()
         env.onboard("org_9001")
+        # From now on Mollie hands out 1-hour tokens; the current one has < 20 s left.
+        env.sim_request("POST", "/_sim/config", {"access_token_ttl_seconds": 3600})
         before = env.stats()["refreshes"]
         old = env.token(org="org_9001").access_token
-        futures = [env.tokens.GetAccessToken.future(_req("org_9001", 59), timeout=15)
+        futures = [env.tokens.GetAccessToken.future(_req("org_9001", 600), timeout=15)
                    for _ in range(20)]
         tokens = {f.result().access_token for f in futures}
         self.assertEqual(len(tokens), 1)
