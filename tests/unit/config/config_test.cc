@@ -124,7 +124,8 @@ INSTANTIATE_TEST_SUITE_P(
     All, ConfigBadInputTest,
     ::testing::Values(
         BadCase{"syntax", "[mollie\nclient_id = 1", "test.toml:"},
-        BadCase{"unknown_top", std::string(kMinimal) + "\nfoo = 1\n", "unknown key(s) foo"},
+        BadCase{"unknown_top", "foo = 1\n" + std::string(kMinimal), "unknown key(s) foo"},
+        BadCase{"unknown_in_storage", std::string(kMinimal) + "\nfoo = 1\n", "storage.foo"},
         BadCase{"unknown_in_table", With("[storage]", "dat_dir = \"x\""), "storage.dat_dir"},
         BadCase{"unknown_table", std::string(kMinimal) + "\n[metrics]\nport = 1\n", "metrics"},
         BadCase{"secret_inline", With("[mollie]", "client_secret = \"s3cr3t\""),
