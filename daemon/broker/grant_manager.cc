@@ -55,6 +55,8 @@ void LogEscaped(std::exception_ptr e, const char* what) {
   }
 }
 
+constexpr const char* kOrganizationsRead = "organizations.read";
+
 bool IsAllowedRefChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
@@ -548,6 +550,10 @@ absl::StatusOr<BeginAuthorizationResult> GrantManager::BeginAuthorization(
   a.scopes = p.scopes.empty() ? options_.default_scopes : p.scopes;
   for (const auto& s : a.scopes) {
     RETURN_IF_ERROR(mollie::ValidateScope(s));
+  }
+  // The broker learns who connected from GET /v2/organizations/me, which needs this scope.
+  if (std::find(a.scopes.begin(), a.scopes.end(), kOrganizationsRead) == a.scopes.end()) {
+    a.scopes.push_back(kOrganizationsRead);
   }
   if (p.approval_prompt == "force") {
     a.approval_prompt = mollie::ApprovalPrompt::kForce;
