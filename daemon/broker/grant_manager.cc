@@ -396,7 +396,8 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
     ++stat_ok_;
     Publish(*g);
     ScheduleAt(org, FromUnixMillis(r.next_refresh_at_ms()));
-    CB_LOG(INFO) << "refreshed " << org << " (generation " << r.generation() << ", expires in "
+    CB_LOG(INFO) << "refreshed " << org << " (generation " << g->stored.record.generation()
+                 << ", expires in "
                  << std::chrono::duration_cast<std::chrono::seconds>(expires - now).count()
                  << "s)";
     co_return absl::OkStatus();
