@@ -184,7 +184,7 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
       }
     });
     shutdown_thread = std::thread([&] {
-      server->Shutdown(std::chrono::system_clock::now() + cfg.server.shutdown_grace);
+      server->Shutdown(clock.Now() + cfg.server.shutdown_grace);
       manager.Stop([&] {
         grace.cancel();
         work.reset();
