@@ -168,17 +168,17 @@ class Connection {
     // timer's handler owns what it touches, so it is safe even if it runs after we return.
     auto resolver = std::make_shared<tcp::resolver>(ex_);
     auto timed_out = std::make_shared<bool>(false);
-    asio::steady_timer timer(ex_, connect_deadline);
-    // Named, not a temporary: GCC 12 destroys a lambda temporary in a full-expression that
-    // contains a co_await twice (PR 100611).
-    auto executor = co_await asio::this_coro::executor;
-    auto on_timeout = [resolver, timed_out](const beast::error_code& ec) {
+    auto on_timer = [resolver, timed_out](const beast::error_code& ec) {
       if (!ec) {
         *timed_out = true;
         resolver->cancel();
       }
     };
-    timer.async_wait(asio::bind_executor(executor, std::move(on_timeout)));
+    // Kept out of any expression that contains co_await: GCC 12 destroys temporaries of such
+    // expressions twice (seen here as a double release of the lambda's shared_ptrs).
+    asio::any_io_executor coro_ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex_, connect_deadline);
+    timer.async_wait(asio::bind_executor(coro_ex, std::move(on_timer)));
     auto [resolve_ec, results] =
         co_await resolver->async_resolve(endpoint_.host, endpoint_.port, kNoThrow);
     timer.cancel();
@@ -330,9 +330,10 @@ struct HttpsMollieOAuthApi::Impl {
 
   asio::awaitable<absl::StatusOr<TokenResponse>> TokenCall(
       std::vector<FormField> fields, std::span<const std::string_view> secrets) {
+    std::string body = EncodeForm(fields);
     CO_ASSIGN_OR_RETURN(HttpReply reply,
                         co_await Call(http::verb::post, kTokensPath, basic_auth.Reveal(),
-                                      "application/json", EncodeForm(fields)));
+                                      "application/json", std::move(body)));
     co_return ParseTokenResponse(reply.status, reply.body, reply.retry_after, secrets);
   }
 
@@ -448,9 +449,10 @@ asio::awaitable<absl::StatusOr<Organization>> HttpsMollieOAuthApi::GetCurrentOrg
     SecretString access_token) {
   try {
     std::string authorization = StrCat("Bearer ", access_token.Reveal());
-    CO_ASSIGN_OR_RETURN(HttpReply reply,
-                        co_await impl_->Call(http::verb::get, kOrganizationPath, authorization,
-                                             "application/hal+json, application/json", ""));
+    CO_ASSIGN_OR_RETURN(
+        HttpReply reply,
+        co_await impl_->Call(http::verb::get, kOrganizationPath, authorization,
+                             "application/hal+json, application/json", std::string()));
     const std::string_view secrets[] = {access_token.Reveal()};
     co_return ParseOrganization(reply.status, reply.body, reply.retry_after, secrets);
   } catch (...) {
