@@ -9,13 +9,18 @@ namespace json = boost::json;
 
 namespace {
 
+constexpr int64_t kDefaultFaultDelayMs = 1000;
+constexpr int64_t kMaxFaultDelayMs = 600000;
+constexpr int64_t kMaxClockAdvanceSeconds = 100LL * 365 * 24 * 3600;
+
 SimResponse ControlError(int status, std::string_view message) {
   return JsonResponse(status, json::object{{"error", message}});
 }
 
 bool IsKnownFaultMode(std::string_view mode) {
-  for (std::string_view known : {"none", "http_500", "http_503", "http_429", "garbage",
-                                 "missing_fields", "invalid_client", "reset", "hang"}) {
+  for (std::string_view known :
+       {"none", "http_500", "http_503", "http_429", "http_400_invalid_grant", "garbage",
+        "missing_fields", "invalid_client", "reset", "hang", "delay", "reply_then_drop"}) {
     if (mode == known) {
       return true;
     }
@@ -58,9 +63,81 @@ bool ReadString(const json::object& body, std::string_view key, std::optional<st
 json::object Simulator::ConfigJson() const {
   return json::object{{"access_token_ttl_seconds", options_.access_token_ttl_seconds},
                       {"rotate_refresh_tokens", options_.rotate_refresh_tokens},
+                      {"rotation_replay", options_.rotation_replay},
                       {"code_ttl_seconds", options_.code_ttl_seconds},
                       {"client_id", options_.client_id},
                       {"redirect_uri", options_.redirect_uri}};
+}
+
+json::object Simulator::StatsJson() const {
+  auto counts = [](const std::map<std::string, int64_t>& by_org) {
+    json::object out;
+    for (const auto& [org, count] : by_org) {
+      out[org] = count;
+    }
+    return out;
+  };
+  return json::object{
+      {"token_requests", stats_.token_requests},
+      {"code_exchanges", stats_.code_exchanges},
+      {"refreshes", stats_.refreshes},
+      {"refreshes_by_organization", counts(stats_.refreshes_by_organization)},
+      {"refresh_replays", stats_.refresh_replays},
+      {"refresh_attempts", stats_.refresh_attempts},
+      {"refresh_attempts_by_organization", counts(stats_.refresh_attempts_by_organization)},
+      {"revocations", stats_.revocations},
+      {"max_concurrent_token_requests", stats_.max_concurrent_token_requests},
+      {"token_requests_in_flight", token_requests_in_flight_}};
+}
+
+SimResponse Simulator::BulkGrants(const json::object& body) {
+  std::optional<int64_t> count;
+  std::optional<std::string> scopes_text;
+  std::optional<std::string> redirect_uri;
+  std::optional<std::string> prefix;
+  if (!ReadInt(body, "count", 0, count) || !ReadString(body, "scopes", scopes_text) ||
+      !ReadString(body, "redirect_uri", redirect_uri) || !ReadString(body, "org_prefix", prefix)) {
+    return ControlError(400, "bad field type");
+  }
+  if (!count || *count > kMaxBulkGrants) {
+    return ControlError(400, "count (0..20000) is required");
+  }
+  std::string unknown;
+  const auto scopes = ParseScopes(scopes_text.value_or(""), &unknown);
+  if (!scopes) {
+    return ControlError(400, "unknown scope '" + unknown + "'");
+  }
+  if (scopes->empty()) {
+    return ControlError(400, "scopes (space-separated) is required");
+  }
+  const std::string org_prefix = prefix.value_or("org_");
+  if (!org_prefix.starts_with("org_")) {
+    return ControlError(400, "org_prefix must start with org_");
+  }
+  std::string scope;
+  for (const std::string& s : *scopes) {
+    scope += (scope.empty() ? "" : " ") + s;
+  }
+  const std::string exchange_redirect = redirect_uri.value_or(options_.redirect_uri);
+  json::array out;
+  out.reserve(static_cast<size_t>(*count));
+  for (int64_t i = 0; i < *count; ++i) {
+    std::string number;
+    std::string id;
+    do {
+      number = std::to_string(next_organization_number_++);
+      id = org_prefix + number;
+    } while (organizations_.contains(id));
+    Organization& org = organizations_[id];
+    org = Organization{id, "Merchant " + number, "merchant-" + number + "@example.com"};
+    const size_t grant = grants_.size();
+    grants_.push_back(Grant{id, scope, exchange_redirect, false});
+    const size_t refresh = AddRefreshToken(grant, kNone);
+    out.push_back(json::object{{"organization_id", id},
+                               {"name", org.name},
+                               {"refresh_token", refresh_tokens_[refresh].token}});
+  }
+  return JsonResponse(200, json::object{{"grants", std::move(out)}});
 }
 
 SimResponse Simulator::Control(const SimRequest& request, std::string_view path) {
@@ -89,7 +166,8 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
     for (const RefreshToken& token : refresh_tokens_) {
       refresh.push_back(json::object{{"token", token.token},
                                      {"organization_id", grants_[token.grant].organization_id},
-                                     {"valid", RefreshTokenValid(token)}});
+                                     {"valid", RefreshTokenValid(token)},
+                                     {"replayable", RefreshTokenReplayable(token)}});
     }
     return JsonResponse(200, json::object{{"now_ms", now},
                                           {"access_tokens", std::move(access)},
@@ -97,15 +175,49 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
   }
 
   if (path == "/_sim/stats" && get) {
-    json::object by_org;
-    for (const auto& [org, count] : stats_.refreshes_by_organization) {
-      by_org[org] = count;
+    return JsonResponse(200, StatsJson());
+  }
+
+  if (path == "/_sim/stats/reset" && post) {
+    stats_ = Stats{};
+    stats_.max_concurrent_token_requests = token_requests_in_flight_;
+    return JsonResponse(200, StatsJson());
+  }
+
+  if (path == "/_sim/token_log" && get) {
+    json::array entries;
+    entries.reserve(token_log_.size());
+    for (const TokenLogEntry& entry : token_log_) {
+      entries.push_back(json::object{{"time_ms", entry.time_ms},
+                                     {"grant_type", entry.grant_type},
+                                     {"organization_id", entry.organization_id},
+                                     {"status", entry.status},
+                                     {"fault", entry.fault}});
     }
-    return JsonResponse(200, json::object{{"token_requests", stats_.token_requests},
-                                          {"code_exchanges", stats_.code_exchanges},
-                                          {"refreshes", stats_.refreshes},
-                                          {"refreshes_by_organization", std::move(by_org)},
-                                          {"revocations", stats_.revocations}});
+    return JsonResponse(200, json::object{{"entries", std::move(entries)}});
+  }
+
+  if (path == "/_sim/token_log/clear" && post) {
+    const auto cleared = static_cast<int64_t>(token_log_.size());
+    token_log_.clear();
+    return JsonResponse(200, json::object{{"cleared", cleared}});
+  }
+
+  if (path == "/_sim/clock" && (get || post)) {
+    std::optional<int64_t> advance;
+    if (!ReadInt(body, "advance_seconds", 0, advance) ||
+        (advance && *advance > kMaxClockAdvanceSeconds)) {
+      return ControlError(400, "advance_seconds must be an integer >= 0 (at most 100 years)");
+    }
+    if (advance) {
+      clock_offset_seconds_ += *advance;
+    }
+    return JsonResponse(
+        200, json::object{{"now_ms", NowMs()}, {"offset_seconds", clock_offset_seconds_}});
+  }
+
+  if (path == "/_sim/grants" && post) {
+    return BulkGrants(body);
   }
 
   if (path == "/_sim/config" && (get || post)) {
@@ -116,8 +228,9 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       return ControlError(400, "ttl values must be integers >= 0");
     }
     const json::value* rotate = body.if_contains("rotate_refresh_tokens");
-    if (rotate != nullptr && !rotate->is_bool()) {
-      return ControlError(400, "rotate_refresh_tokens must be a boolean");
+    const json::value* replay = body.if_contains("rotation_replay");
+    if ((rotate != nullptr && !rotate->is_bool()) || (replay != nullptr && !replay->is_bool())) {
+      return ControlError(400, "rotate_refresh_tokens and rotation_replay must be booleans");
     }
     if (ttl) {
       options_.access_token_ttl_seconds = *ttl;
@@ -128,6 +241,9 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
     if (rotate != nullptr) {
       options_.rotate_refresh_tokens = rotate->as_bool();
     }
+    if (replay != nullptr) {
+      options_.rotation_replay = replay->as_bool();
+    }
     return JsonResponse(200, ConfigJson());
   }
 
@@ -137,9 +253,12 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       std::optional<std::string> mode;
       std::optional<int64_t> count;
       std::optional<int64_t> retry_after;
+      std::optional<int64_t> delay_ms;
+      std::optional<std::string> grant_type;
       if (!ReadString(body, "target", target) || !ReadString(body, "mode", mode) ||
           !ReadInt(body, "count", -1, count) ||
-          !ReadInt(body, "retry_after_seconds", 0, retry_after)) {
+          !ReadInt(body, "retry_after_seconds", 0, retry_after) ||
+          !ReadInt(body, "delay_ms", 0, delay_ms) || !ReadString(body, "grant_type", grant_type)) {
         return ControlError(400, "bad field type");
       }
       const std::string t = target.value_or("all");
@@ -149,10 +268,25 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       if (!mode || !IsKnownFaultMode(*mode)) {
         return ControlError(400, "unknown or missing mode");
       }
-      // A new fault replaces the one for the same target; mode none clears (all: everything).
-      std::erase_if(faults_, [&](const Fault& f) { return f.target == t || t == "all"; });
+      if (delay_ms && *delay_ms > kMaxFaultDelayMs) {
+        return ControlError(400, "delay_ms must be at most 600000");
+      }
+      const std::string g = grant_type.value_or("");
+      if (!g.empty() && g != "refresh_token" && g != "authorization_code") {
+        return ControlError(400, "grant_type must be refresh_token or authorization_code");
+      }
+      if (!g.empty() && t != "token") {
+        return ControlError(400, "grant_type needs target token");
+      }
+      // A new fault replaces the ones it overlaps for the same target (a grant_type-restricted
+      // one keeps the other grant type's); mode none clears; target all: everything.
+      std::erase_if(faults_, [&](const Fault& f) {
+        return t == "all" ||
+               (f.target == t && (g.empty() || f.grant_type.empty() || f.grant_type == g));
+      });
       if (*mode != "none" && count.value_or(1) != 0) {
-        faults_.push_back(Fault{t, *mode, count.value_or(1), retry_after.value_or(-1)});
+        faults_.push_back(Fault{t, *mode, count.value_or(1), retry_after.value_or(-1),
+                                *mode == "delay" ? delay_ms.value_or(kDefaultFaultDelayMs) : 0, g});
       }
     }
     json::array list;
@@ -160,7 +294,9 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       list.push_back(json::object{{"target", fault.target},
                                   {"mode", fault.mode},
                                   {"count", fault.remaining},
-                                  {"retry_after_seconds", fault.retry_after_seconds}});
+                                  {"retry_after_seconds", fault.retry_after_seconds},
+                                  {"delay_ms", fault.delay_ms},
+                                  {"grant_type", fault.grant_type}});
     }
     return JsonResponse(200, json::object{{"faults", std::move(list)}});
   }
@@ -204,9 +340,10 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
     return JsonResponse(200, json::object{{"organizations", std::move(list)}});
   }
 
-  static constexpr std::string_view kPaths[] = {"/_sim/truth",  "/_sim/stats",
-                                                "/_sim/config", "/_sim/faults",
-                                                "/_sim/revoke", "/_sim/organizations"};
+  static constexpr std::string_view kPaths[] = {
+      "/_sim/truth",           "/_sim/stats",  "/_sim/stats/reset",   "/_sim/config",
+      "/_sim/faults",          "/_sim/revoke", "/_sim/organizations", "/_sim/token_log",
+      "/_sim/token_log/clear", "/_sim/clock",  "/_sim/grants"};
   for (std::string_view known : kPaths) {
     if (path == known) {
       return ControlError(405, "method not allowed");

@@ -39,6 +39,22 @@ void LogRequest(std::string_view method, std::string_view target, std::string_vi
   CB_LOG(INFO) << method << " " << target.substr(0, target.find('?')) << " " << outcome;
 }
 
+// Calls Simulator::TokenRequestDone() when it goes out of scope (if given a simulator).
+class InFlight {
+ public:
+  explicit InFlight(Simulator* simulator) : simulator_(simulator) {}
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() {
+    if (simulator_ != nullptr) {
+      simulator_->TokenRequestDone();
+    }
+  }
+
+ private:
+  Simulator* simulator_;
+};
+
 // Reads and discards what the client still sends (a lingering close), so that closing with
 // unread data does not reset the connection before the client has read our error response.
 asio::awaitable<void> Drain(Stream& stream) {
@@ -89,9 +105,18 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
                            std::string(request[http::field::content_type]),
                            std::string(request[http::field::authorization]), request.body()};
     const SimResponse sim_response = simulator.Handle(sim_request);
+    // A token request stays in flight until this iteration ends (also when the coroutine is
+    // destroyed at shutdown).
+    InFlight in_flight(sim_response.token_request ? &simulator : nullptr);
 
+    if (sim_response.delay_ms > 0) {
+      asio::steady_timer delay(co_await asio::this_coro::executor,
+                               std::chrono::milliseconds(sim_response.delay_ms));
+      co_await delay.async_wait(kNoThrow);  // io_context::stop() at shutdown ends this
+    }
     if (sim_response.action == SimAction::kReset) {
-      LogRequest(sim_request.method, sim_request.target, "fault: reset");
+      LogRequest(sim_request.method, sim_request.target,
+                 sim_response.log_note.empty() ? "fault: reset" : sim_response.log_note);
       auto& raw = beast::get_lowest_layer(stream).socket();
       boost::system::error_code ignored;
       raw.set_option(asio::socket_base::linger(true, 0), ignored);  // RST, not FIN
@@ -107,7 +132,10 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
       co_return;
     }
 
-    LogRequest(sim_request.method, sim_request.target, std::to_string(sim_response.status));
+    LogRequest(sim_request.method, sim_request.target,
+               sim_response.log_note.empty()
+                   ? std::to_string(sim_response.status)
+                   : std::to_string(sim_response.status) + " (" + sim_response.log_note + ")");
     http::response<http::string_body> response{static_cast<http::status>(sim_response.status),
                                                request.version()};
     response.set(http::field::server, "mollie-sim");

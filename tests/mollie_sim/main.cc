@@ -42,7 +42,8 @@ with a test control API under /_sim/. See tests/mollie_sim/README.md.
                               the redirect_uri given to /oauth2/authorize is accepted)
   --access-token-ttl SECONDS  access token lifetime (default 3600)
   --code-ttl SECONDS          authorization code lifetime (default 30)
-  --rotate-refresh-tokens     return a new refresh token on every refresh (default off)
+  --rotate-refresh-tokens     return a new refresh token on every refresh (default off); the
+                              old one replays the new one until the new one is used
   --help                      show this text
 )";
 

@@ -170,6 +170,28 @@ SimResponse MissingField(std::string_view name) {
 
 }  // namespace
 
+std::optional<std::vector<std::string>> ParseScopes(std::string_view text, std::string* unknown) {
+  std::vector<std::string> scopes;
+  for (std::string_view rest = text; !rest.empty();) {
+    const size_t space = rest.find(' ');
+    const std::string_view scope = rest.substr(0, space);
+    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+    if (scope.empty()) {
+      continue;
+    }
+    if (std::find(kScopes.begin(), kScopes.end(), scope) == kScopes.end()) {
+      if (unknown != nullptr) {
+        *unknown = std::string(scope);
+      }
+      return std::nullopt;
+    }
+    if (std::find(scopes.begin(), scopes.end(), scope) == scopes.end()) {
+      scopes.emplace_back(scope);
+    }
+  }
+  return scopes;
+}
+
 SimResponse Simulator::Authorize(std::string_view query) {
   const auto params = ParseForm(query);
   if (!params) {
@@ -209,22 +231,12 @@ SimResponse Simulator::Authorize(std::string_view query) {
   if (!state || state->empty()) {
     return fail("invalid_request", "The 'state' parameter is missing");
   }
-  std::vector<std::string> scopes;
-  const std::string scope_param = Get(*params, "scope").value_or("");
-  for (std::string_view rest = scope_param; !rest.empty();) {
-    const size_t space = rest.find(' ');
-    const std::string_view scope = rest.substr(0, space);
-    rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
-    if (scope.empty()) {
-      continue;
-    }
-    if (std::find(kScopes.begin(), kScopes.end(), scope) == kScopes.end()) {
-      return fail("invalid_scope", "The scope '" + std::string(scope) + "' is unknown");
-    }
-    if (std::find(scopes.begin(), scopes.end(), scope) == scopes.end()) {
-      scopes.emplace_back(scope);
-    }
+  std::string unknown_scope;
+  const auto parsed_scopes = ParseScopes(Get(*params, "scope").value_or(""), &unknown_scope);
+  if (!parsed_scopes) {
+    return fail("invalid_scope", "The scope '" + unknown_scope + "' is unknown");
   }
+  const std::vector<std::string>& scopes = *parsed_scopes;
   if (scopes.empty()) {
     return fail("invalid_request", "The 'scope' parameter is missing");
   }
@@ -355,11 +367,9 @@ SimResponse Simulator::CodeGrant(const FormFields& fields) {
   }
   const size_t grant = grants_.size();
   grants_.push_back(Grant{auth.organization_id, auth.scope, redirect.value_or(""), false});
-  const std::string refresh = NewToken("refresh_");
-  refresh_index_[refresh] = refresh_tokens_.size();
-  refresh_tokens_.push_back(RefreshToken{refresh, grant, false});
+  const size_t refresh = AddRefreshToken(grant, kNone);
   ++stats_.code_exchanges;
-  return IssueTokens(grant, refresh);
+  return IssueTokens(grant, refresh_tokens_[refresh].token);
 }
 
 SimResponse Simulator::RefreshGrant(const FormFields& fields) {
@@ -368,11 +378,15 @@ SimResponse Simulator::RefreshGrant(const FormFields& fields) {
     return MissingField("refresh_token");
   }
   auto it = refresh_index_.find(*token);
-  if (it == refresh_index_.end() || !RefreshTokenValid(refresh_tokens_[it->second])) {
+  if (it == refresh_index_.end()) {
     return OAuthError(400, "invalid_grant", kBadRefreshToken);
   }
-  const size_t old_index = it->second;
-  const size_t grant = refresh_tokens_[old_index].grant;
+  const size_t presented = it->second;
+  const bool replay = RefreshTokenReplayable(refresh_tokens_[presented]);
+  if (!replay && !RefreshTokenValid(refresh_tokens_[presented])) {
+    return OAuthError(400, "invalid_grant", kBadRefreshToken);
+  }
+  const size_t grant = refresh_tokens_[presented].grant;
   const auto redirect = Get(fields, "redirect_uri");
   const std::string exchange_redirect = grants_[grant].exchange_redirect_uri;
   if (!exchange_redirect.empty() && !redirect) {
@@ -384,16 +398,47 @@ SimResponse Simulator::RefreshGrant(const FormFields& fields) {
     return OAuthError(400, "invalid_grant",
                       "The redirect_uri doesn't match the one of the original token request");
   }
-  std::string refresh = *token;
-  if (options_.rotate_refresh_tokens) {
-    refresh_tokens_[old_index].dead = true;
-    refresh = NewToken("refresh_");
-    refresh_index_[refresh] = refresh_tokens_.size();
-    refresh_tokens_.push_back(RefreshToken{refresh, grant, false});
+  size_t answer = presented;
+  if (replay) {
+    // The predecessor of the current token, presented again before the current one was used
+    // (e.g. the client lost our reply): answer the current token again, revoke nothing.
+    answer = refresh_tokens_[presented].successor;
+    ++stats_.refresh_replays;
+  } else {
+    // The current token was used: its predecessor can no longer be replayed.
+    if (const size_t before = refresh_tokens_[presented].predecessor; before != kNone) {
+      refresh_tokens_[before].dead = true;
+    }
+    if (options_.rotate_refresh_tokens) {
+      answer = AddRefreshToken(grant, presented);
+      if (!options_.rotation_replay) {
+        refresh_tokens_[presented].dead = true;
+      }
+    }
   }
   ++stats_.refreshes;
   ++stats_.refreshes_by_organization[grants_[grant].organization_id];
-  return IssueTokens(grant, refresh);
+  return IssueTokens(grant, refresh_tokens_[answer].token);
+}
+
+Simulator::TokenRequestInfo Simulator::InspectTokenRequest(const SimRequest& request) const {
+  TokenRequestInfo info;
+  const auto fields = ParseBody(request);
+  if (!fields) {
+    return info;
+  }
+  info.grant_type = Get(*fields, "grant_type").value_or("");
+  if (info.grant_type == "authorization_code") {
+    if (auto it = codes_.find(Get(*fields, "code").value_or("")); it != codes_.end()) {
+      info.organization_id = it->second.organization_id;
+    }
+  } else if (info.grant_type == "refresh_token") {
+    auto it = refresh_index_.find(Get(*fields, "refresh_token").value_or(""));
+    if (it != refresh_index_.end()) {
+      info.organization_id = grants_[refresh_tokens_[it->second].grant].organization_id;
+    }
+  }
+  return info;
 }
 
 SimResponse Simulator::DeleteTokens(const SimRequest& request) {

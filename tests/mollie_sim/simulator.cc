@@ -1,6 +1,7 @@
 // Routing, faults, the REST API (/v2/organizations/me) and the shared state helpers.
 #include "tests/mollie_sim/simulator.h"
 
+#include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
@@ -21,6 +22,21 @@ SimResponse PlainResponse(int status, std::string_view text) {
   response.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
   response.body = std::string(text) + "\n";
   return response;
+}
+
+// Faults whose request is processed as usual; only the reply is late (delay) or lost.
+bool ProcessesNormally(std::string_view mode) {
+  return mode == "delay" || mode == "reply_then_drop";
+}
+
+void ApplyPassThroughFault(std::string_view mode, int64_t delay_ms, SimResponse& response) {
+  if (mode == "delay") {
+    response.delay_ms = delay_ms;
+    response.log_note = "delayed " + std::to_string(delay_ms) + " ms";
+  } else {  // reply_then_drop
+    response.action = SimAction::kReset;
+    response.log_note = "fault: reply_then_drop";
+  }
 }
 
 SimResponse MethodNotAllowed(std::string_view allow) {
@@ -98,19 +114,18 @@ SimResponse Simulator::Route(const SimRequest& request, std::string_view path,
     if (request.method != "POST" && request.method != "DELETE") {
       return MethodNotAllowed("POST, DELETE");
     }
-    if (request.method == "POST") {
-      ++stats_.token_requests;
-    }
-    if (auto fault = TakeFault("token")) {
-      return *fault;
-    }
-    return request.method == "POST" ? PostTokens(request) : DeleteTokens(request);
+    return TokenEndpoint(request);
   }
   if (path.starts_with("/v2/")) {
-    if (auto fault = TakeFault("api")) {
-      return *fault;
+    const std::optional<Fault> fault = TakeFault("api", "");
+    if (fault && !ProcessesNormally(fault->mode)) {
+      return FaultResponse(*fault, "api", "");
     }
-    return Api(request, path);
+    SimResponse response = Api(request, path);
+    if (fault) {
+      ApplyPassThroughFault(fault->mode, fault->delay_ms, response);
+    }
+    return response;
   }
   if (path.starts_with("/_sim/")) {
     return Control(request, path);
@@ -118,49 +133,113 @@ SimResponse Simulator::Route(const SimRequest& request, std::string_view path,
   return PlainResponse(404, "Not Found");
 }
 
-std::optional<SimResponse> Simulator::TakeFault(std::string_view target) {
+SimResponse Simulator::TokenEndpoint(const SimRequest& request) {
+  const bool post = request.method == "POST";
+  TokenRequestInfo info;
+  if (post) {
+    ++stats_.token_requests;
+    info = InspectTokenRequest(request);
+    if (info.grant_type == "refresh_token") {
+      ++stats_.refresh_attempts;
+      if (!info.organization_id.empty()) {
+        ++stats_.refresh_attempts_by_organization[info.organization_id];
+      }
+    }
+  }
+  const std::optional<Fault> fault = TakeFault("token", info.grant_type);
+  SimResponse response;
+  if (fault && !ProcessesNormally(fault->mode)) {
+    response = FaultResponse(*fault, "token", info.grant_type);
+  } else {
+    response = post ? PostTokens(request) : DeleteTokens(request);
+    if (fault) {
+      ApplyPassThroughFault(fault->mode, fault->delay_ms, response);
+    }
+  }
+  if (post) {
+    // The status decided; for reply_then_drop the one that was never delivered.
+    const bool answered =
+        response.action == SimAction::kRespond || (fault && fault->mode == "reply_then_drop");
+    token_log_.push_back(TokenLogEntry{NowMs(), info.grant_type, info.organization_id,
+                                       answered ? response.status : 0,
+                                       fault ? fault->mode : "none"});
+    if (token_log_.size() > kTokenLogCapacity) {
+      token_log_.pop_front();
+    }
+    response.token_request = true;
+    ++token_requests_in_flight_;
+    stats_.max_concurrent_token_requests =
+        std::max(stats_.max_concurrent_token_requests, token_requests_in_flight_);
+  }
+  return response;
+}
+
+void Simulator::TokenRequestDone() {
+  std::lock_guard lock(mu_);
+  --token_requests_in_flight_;
+}
+
+std::optional<Simulator::Fault> Simulator::TakeFault(std::string_view target,
+                                                     std::string_view grant_type) {
   for (auto it = faults_.begin(); it != faults_.end(); ++it) {
     if (it->target != target && it->target != "all") {
+      continue;
+    }
+    if (!it->grant_type.empty() && it->grant_type != grant_type) {
       continue;
     }
     const Fault fault = *it;
     if (it->remaining > 0 && --it->remaining == 0) {
       faults_.erase(it);
     }
-    const bool token = target == "token";
-    SimResponse response;
-    if (fault.mode == "http_500") {
-      response = HalError(500, "Internal Server Error", "Simulated internal server error");
-    } else if (fault.mode == "http_503") {
-      response = HalError(503, "Service Unavailable", "Simulated outage, try again later");
-    } else if (fault.mode == "http_429") {
-      response = HalError(429, "Too Many Requests",
-                          "You have exceeded the rate limit. Please slow down your requests.");
-      response.headers.emplace_back(
-          "Retry-After",
-          std::to_string(fault.retry_after_seconds < 0 ? 1 : fault.retry_after_seconds));
-    } else if (fault.mode == "garbage") {
-      response.status = 200;
-      response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
-      response.body = "<html><body>502 Bad Gateway (this is not JSON)</body></html>";
-    } else if (fault.mode == "missing_fields") {
-      response = token ? JsonResponse(200, json::object{{"token_type", "bearer"},
-                                                        {"scope", "organizations.read"}})
-                       : JsonResponse(200, json::object{{"resource", "organization"}}, kHalJson);
-    } else if (fault.mode == "invalid_client") {
-      response = token ? OAuthError(401, "invalid_client", "Client authentication failed")
-                       : HalUnauthorized();
-    } else if (fault.mode == "reset") {
-      response.action = SimAction::kReset;
-    } else {  // hang
-      response.action = SimAction::kHang;
-    }
-    if (fault.retry_after_seconds >= 0 && fault.mode != "http_429") {
-      response.headers.emplace_back("Retry-After", std::to_string(fault.retry_after_seconds));
-    }
-    return response;
+    return fault;
   }
   return std::nullopt;
+}
+
+SimResponse Simulator::FaultResponse(const Fault& fault, std::string_view target,
+                                     std::string_view grant_type) const {
+  const bool token = target == "token";
+  SimResponse response;
+  if (fault.mode == "http_500") {
+    response = HalError(500, "Internal Server Error", "Simulated internal server error");
+  } else if (fault.mode == "http_503") {
+    response = HalError(503, "Service Unavailable", "Simulated outage, try again later");
+  } else if (fault.mode == "http_429") {
+    response = HalError(429, "Too Many Requests",
+                        "You have exceeded the rate limit. Please slow down your requests.");
+    response.headers.emplace_back(
+        "Retry-After",
+        std::to_string(fault.retry_after_seconds < 0 ? 1 : fault.retry_after_seconds));
+  } else if (fault.mode == "http_400_invalid_grant") {
+    response = token ? OAuthError(400, "invalid_grant",
+                                  grant_type == "authorization_code"
+                                      ? "Authorization code doesn't exist or is invalid for the "
+                                        "client"
+                                      : "Refresh token doesn't exist or is invalid for the client")
+                     : HalError(400, "Bad Request", "Simulated invalid_grant");
+  } else if (fault.mode == "garbage") {
+    response.status = 200;
+    response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+    response.body = "<html><body>502 Bad Gateway (this is not JSON)</body></html>";
+  } else if (fault.mode == "missing_fields") {
+    response = token ? JsonResponse(200, json::object{{"token_type", "bearer"},
+                                                      {"scope", "organizations.read"}})
+                     : JsonResponse(200, json::object{{"resource", "organization"}}, kHalJson);
+  } else if (fault.mode == "invalid_client") {
+    response = token ? OAuthError(401, "invalid_client", "Client authentication failed")
+                     : HalUnauthorized();
+  } else if (fault.mode == "reset") {
+    response.action = SimAction::kReset;
+    response.log_note = "fault: reset";
+  } else {  // hang
+    response.action = SimAction::kHang;
+    response.log_note = "fault: hang";
+  }
+  if (fault.retry_after_seconds >= 0 && fault.mode != "http_429") {
+    response.headers.emplace_back("Retry-After", std::to_string(fault.retry_after_seconds));
+  }
+  return response;
 }
 
 SimResponse Simulator::Api(const SimRequest& request, std::string_view path) {
@@ -225,7 +304,9 @@ SimResponse Simulator::Api(const SimRequest& request, std::string_view path) {
       kHalJson);
 }
 
-int64_t Simulator::NowMs() const { return ToUnixMillis(clock_.Now()); }
+int64_t Simulator::NowMs() const {
+  return ToUnixMillis(clock_.Now()) + clock_offset_seconds_ * 1000;
+}
 
 Simulator::Organization& Simulator::OrganizationFor(const std::string& id) {
   auto [it, inserted] = organizations_.try_emplace(id);
@@ -272,7 +353,22 @@ bool Simulator::AccessTokenValid(const AccessToken& token, int64_t now_ms) const
 }
 
 bool Simulator::RefreshTokenValid(const RefreshToken& token) const {
-  return !token.dead && !grants_[token.grant].revoked;
+  return !token.dead && token.successor == kNone && !grants_[token.grant].revoked;
+}
+
+bool Simulator::RefreshTokenReplayable(const RefreshToken& token) const {
+  return !token.dead && token.successor != kNone && !grants_[token.grant].revoked;
+}
+
+size_t Simulator::AddRefreshToken(size_t grant, size_t predecessor) {
+  const size_t index = refresh_tokens_.size();
+  RefreshToken token{NewToken("refresh_"), grant, false, predecessor, kNone};
+  refresh_index_[token.token] = index;
+  refresh_tokens_.push_back(std::move(token));
+  if (predecessor != kNone) {
+    refresh_tokens_[predecessor].successor = index;
+  }
+  return index;
 }
 
 std::string Simulator::NewToken(std::string_view prefix) {

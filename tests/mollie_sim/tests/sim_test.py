@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 
@@ -359,10 +360,11 @@ def test_code_flow(sim, fixtures_dir_ok):
           r.status == 400 and r.json()["error"] == "invalid_grant"
           and r.json()["error_description"], r.body)
 
-    # Rotation switched on at run time.
-    cfg = sim.control("POST", "config", {"rotate_refresh_tokens": True})
+    # Strict rotation switched on at run time (replay is covered by test_rotation_replay).
+    cfg = sim.control("POST", "config", {"rotate_refresh_tokens": True,
+                                         "rotation_replay": False})
     check("config echoes rotation", cfg["rotate_refresh_tokens"] is True
-          and cfg["access_token_ttl_seconds"] == 3600, cfg)
+          and cfg["rotation_replay"] is False and cfg["access_token_ttl_seconds"] == 3600, cfg)
     r = sim.refresh(first["refresh_token"])
     rotated = r.json()
     check("rotation: new refresh token", r.status == 200
@@ -382,7 +384,13 @@ def test_code_flow(sim, fixtures_dir_ok):
           and refresh[rotated2["refresh_token"]]["organization_id"] == "org_flow1")
     check("truth: earlier access tokens of the grant still valid",
           access[first["access_token"]]["valid"] and access[rotated["access_token"]]["valid"])
-    sim.control("POST", "config", {"rotate_refresh_tokens": False})
+    check("truth: strict rotation leaves nothing replayable",
+          not any(refresh[t]["replayable"] for t in (first["refresh_token"],
+                                                     rotated["refresh_token"],
+                                                     rotated2["refresh_token"])))
+    cfg = sim.control("POST", "config", {"rotate_refresh_tokens": False, "rotation_replay": True})
+    check("config: rotation off, replay back on", cfg["rotate_refresh_tokens"] is False
+          and cfg["rotation_replay"] is True, cfg)
 
     # Token endpoint request errors.
     r = sim.tokens({"grant_type": "client_credentials"})
@@ -659,6 +667,381 @@ def test_faults(sim):
     return conn  # left hanging; shutdown must still be prompt
 
 
+def control_error(sim, method, path, payload):
+    """A control call that must fail: returns the status."""
+    body = json.dumps(payload) if payload is not None else None
+    return sim.call(method, "/_sim/" + path, body,
+                    {"Content-Type": "application/json"} if body else {}).status
+
+
+def refresh_tokens_of(sim, org):
+    return [t for t in sim.control("GET", "truth")["refresh_tokens"]
+            if t["organization_id"] == org]
+
+
+def test_rotation_replay(sim):
+    cfg = sim.control("POST", "config", {"rotate_refresh_tokens": True})
+    check("replay: rotation_replay is on by default", cfg["rotation_replay"] is True, cfg)
+    g = sim.grant(sim_org="org_replay")
+    r1 = g["refresh_token"]
+    stats0 = sim.control("GET", "stats")
+
+    # Step 1: R1 is used and rotated to R2.
+    a = sim.refresh(r1)
+    check("replay: R1 -> 200 with a new refresh token R2", a.status == 200
+          and a.json()["refresh_token"] != r1, a.body)
+    r2 = a.json()["refresh_token"]
+    _, refresh, _ = sim.truth()
+    check("replay: truth after R2 exists: R1 valid false, replayable true",
+          refresh[r1]["valid"] is False and refresh[r1]["replayable"] is True, refresh[r1])
+    check("replay: truth: R2 valid true, replayable false",
+          refresh[r2]["valid"] is True and refresh[r2]["replayable"] is False, refresh[r2])
+
+    # Step 2: R1 again (e.g. the reply was lost): R2 again, a new access token, nothing revoked.
+    b = sim.refresh(r1)
+    check("replay: R1 again -> 200 with the same R2 and a new access token",
+          b.status == 200 and b.json()["refresh_token"] == r2
+          and b.json()["access_token"] != a.json()["access_token"]
+          and list(b.json()) == ["access_token", "refresh_token", "expires_in", "token_type",
+                                 "scope"], b.body)
+    c = sim.refresh(r1)
+    check("replay: idempotent (third use of R1 -> R2 again)",
+          c.status == 200 and c.json()["refresh_token"] == r2, c.body)
+    tokens = refresh_tokens_of(sim, "org_replay")
+    check("replay: no new refresh token issued by replays", len(tokens) == 2, tokens)
+    check("replay: every access token still valid",
+          all(sim.me(x.json()["access_token"]).status == 200 for x in (a, b, c))
+          and sim.me(g["access_token"]).status == 200)
+    stats = sim.control("GET", "stats")
+    check("replay: stats count replays (and as refreshes)",
+          stats["refresh_replays"] - stats0["refresh_replays"] == 2
+          and stats["refreshes"] - stats0["refreshes"] == 3, stats)
+
+    # Step 3: R2 is used: rotated to R3; from now on R1 is dead and R2 replayable.
+    d = sim.refresh(r2)
+    check("replay: R2 -> 200 with a new R3", d.status == 200
+          and d.json()["refresh_token"] not in (r1, r2), d.body)
+    r3 = d.json()["refresh_token"]
+    e = sim.refresh(r1)
+    check("replay: R1 after R2 was used -> 400 invalid_grant",
+          e.status == 400 and e.json()["error"] == "invalid_grant", e.body)
+    _, refresh, _ = sim.truth()
+    check("replay: truth: R1 dead (not replayable), R2 replayable, R3 valid",
+          refresh[r1]["valid"] is False and refresh[r1]["replayable"] is False
+          and refresh[r2]["valid"] is False and refresh[r2]["replayable"] is True
+          and refresh[r3]["valid"] is True and refresh[r3]["replayable"] is False)
+    f = sim.refresh(r2)
+    check("replay: R2 again -> R3", f.status == 200 and f.json()["refresh_token"] == r3, f.body)
+
+    # Replay survives rotation being switched off; using R3 (unrotated) kills R2.
+    sim.control("POST", "config", {"rotate_refresh_tokens": False})
+    h = sim.refresh(r3)
+    check("replay: rotation off: R3 -> R3", h.status == 200 and h.json()["refresh_token"] == r3)
+    check("replay: R2 dead once R3 was used", sim.refresh(r2).status == 400)
+
+    # A revoked grant has nothing replayable.
+    sim.control("POST", "config", {"rotate_refresh_tokens": True})
+    r4 = sim.refresh(r3).json()["refresh_token"]
+    r = sim.tokens({"token_type_hint": "refresh_token", "token": r4}, method="DELETE")
+    check("replay: revoke the current token: 204", r.status == 204)
+    _, refresh, _ = sim.truth()
+    check("replay: revoked grant: predecessor neither valid nor replayable",
+          refresh[r3]["valid"] is False and refresh[r3]["replayable"] is False
+          and sim.refresh(r3).status == 400)
+    sim.control("POST", "config", {"rotate_refresh_tokens": False})
+
+
+def test_new_faults(sim):
+    g = sim.grant(sim_org="org_fault2")
+
+    def fault(**payload):
+        return sim.control("POST", "faults", payload)
+
+    def transport_failure(fn):
+        try:
+            fn()
+        except (ConnectionError, http.client.HTTPException, ssl.SSLError, OSError):
+            return True
+        return False
+
+    # http_400_invalid_grant: the grant type's invalid_grant, state untouched.
+    code = sim.code(sim_org="org_fault2")
+    state0 = sim.control("GET", "truth")
+    fault(target="token", mode="http_400_invalid_grant", count=2)
+    r = sim.refresh(g["refresh_token"])
+    check("fault http_400_invalid_grant on refresh: refresh description",
+          r.status == 400 and r.json() == {
+              "error": "invalid_grant",
+              "error_description": "Refresh token doesn't exist or is invalid for the client"},
+          (r.status, r.body))
+    r = sim.exchange(code)
+    check("fault http_400_invalid_grant on code exchange: exact fixture body",
+          r.status == 400 and r.json() == fixture("error_bad_request.json"), r.body)
+    state1 = sim.control("GET", "truth")
+    check("fault http_400_invalid_grant: no state change",
+          state1["access_tokens"] == state0["access_tokens"]
+          and state1["refresh_tokens"] == state0["refresh_tokens"])
+    check("fault http_400_invalid_grant: refresh token and code still work",
+          sim.refresh(g["refresh_token"]).status == 200 and sim.exchange(code).status == 200)
+    fault(target="api", mode="http_400_invalid_grant")
+    r = sim.me(g["access_token"])
+    check("fault http_400_invalid_grant on api: 400 HAL", r.status == 400
+          and r.json()["status"] == 400, r.body)
+
+    # grant_type restriction.
+    fault(target="token", mode="http_503", count=-1, grant_type="refresh_token")
+    check("grant_type refresh_token: code exchange unaffected",
+          sim.exchange(sim.code(sim_org="org_fault2")).status == 200)
+    check("grant_type refresh_token: revocation unaffected",
+          sim.tokens({"token_type_hint": "access_token", "token": "access_x"},
+                     method="DELETE").status == 204)
+    check("grant_type refresh_token: refresh faulted",
+          sim.refresh(g["refresh_token"]).status == 503)
+    fault(target="token", mode="http_500", count=1, grant_type="authorization_code")
+    listed = sim.control("GET", "faults")["faults"]
+    check("restricted faults of both grant types coexist",
+          sorted((f["grant_type"], f["mode"]) for f in listed)
+          == [("authorization_code", "http_500"), ("refresh_token", "http_503")], listed)
+    check("grant_type authorization_code: code exchange faulted",
+          sim.exchange(sim.code(sim_org="org_fault2")).status == 500)
+    fault(target="token", mode="http_429", count=1)
+    listed = sim.control("GET", "faults")["faults"]
+    check("an unrestricted token fault replaces the restricted ones",
+          len(listed) == 1 and listed[0]["grant_type"] == "" and listed[0]["mode"] == "http_429",
+          listed)
+    fault(target="token", mode="none")
+    check("bad grant_type: 400", control_error(sim, "POST", "faults", {
+        "target": "token", "mode": "http_500", "grant_type": "password"}) == 400)
+    check("grant_type without target token: 400", control_error(sim, "POST", "faults", {
+        "target": "api", "mode": "http_500", "grant_type": "refresh_token"}) == 400)
+    check("delay_ms over 600000: 400", control_error(sim, "POST", "faults", {
+        "target": "token", "mode": "delay", "delay_ms": 600001}) == 400)
+
+    # delay: answered normally, late.
+    r0 = fault(target="token", mode="delay", delay_ms=600, count=1)
+    check("delay fault listed with delay_ms", r0["faults"][0]["delay_ms"] == 600, r0)
+    started = time.monotonic()
+    r = sim.refresh(g["refresh_token"])
+    elapsed = time.monotonic() - started
+    check("fault delay on token: 200 after >= 600 ms", r.status == 200 and elapsed >= 0.6,
+          (r.status, elapsed))
+    check("fault delay: the tokens are real", sim.me(r.json()["access_token"]).status == 200)
+    fault(target="api", mode="delay", delay_ms=400)
+    started = time.monotonic()
+    r = sim.me(g["access_token"])
+    check("fault delay on api: 200 after >= 400 ms",
+          r.status == 200 and time.monotonic() - started >= 0.4)
+    r0 = fault(target="api", mode="delay")
+    check("delay_ms defaults to 1000", r0["faults"][0]["delay_ms"] == 1000, r0)
+    fault(target="api", mode="none")
+
+    # reply_then_drop with rotation: the reply is lost, the state changed, replay recovers.
+    sim.control("POST", "config", {"rotate_refresh_tokens": True})
+    h = sim.grant(sim_org="org_drop")
+    fault(target="token", mode="reply_then_drop", count=1, grant_type="refresh_token")
+    check("fault reply_then_drop: no response",
+          transport_failure(lambda: sim.refresh(h["refresh_token"])))
+    tokens = refresh_tokens_of(sim, "org_drop")
+    check("reply_then_drop: the refresh happened (R2 issued, R1 replayable)",
+          len(tokens) == 2 and tokens[0]["replayable"] is True and tokens[1]["valid"] is True,
+          tokens)
+    r = sim.refresh(h["refresh_token"])
+    check("reply_then_drop then retry with R1: the R2 that was lost",
+          r.status == 200 and r.json()["refresh_token"] == tokens[1]["token"], r.body)
+    sim.control("POST", "config", {"rotate_refresh_tokens": False})
+    code = sim.code(sim_org="org_drop2")
+    fault(target="token", mode="reply_then_drop", count=1)
+    check("reply_then_drop on code exchange: no response",
+          transport_failure(lambda: sim.exchange(code)))
+    check("reply_then_drop: the code was consumed", sim.exchange(code).status == 400)
+    check("reply_then_drop: a grant was created", len(refresh_tokens_of(sim, "org_drop2")) == 1)
+    fault(target="api", mode="reply_then_drop", count=1)
+    check("reply_then_drop on api: no response",
+          transport_failure(lambda: sim.me(g["access_token"])))
+
+    # Concurrency: in flight and the peak, with delayed requests on three threads.
+    sim.control("POST", "stats/reset")
+    fault(target="token", mode="delay", delay_ms=1200, count=3, grant_type="refresh_token")
+    results = []
+
+    def worker():
+        try:
+            results.append(sim.refresh(g["refresh_token"], ).status)
+        except Exception as e:  # recorded, checked below
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    in_flight = wait_for(lambda: sim.control("GET", "stats")["token_requests_in_flight"] == 3,
+                         5, "three token requests in flight")
+    for t in threads:
+        t.join(10)
+    stats = sim.control("GET", "stats")
+    check("three delayed refreshes in flight at once", in_flight and results == [200] * 3,
+          results)
+    check("stats: max_concurrent_token_requests 3, in flight back to 0",
+          stats["max_concurrent_token_requests"] == 3
+          and stats["token_requests_in_flight"] == 0, stats)
+    sim.control("POST", "stats/reset")
+    sim.refresh(g["refresh_token"])
+    check("after stats/reset, sequential requests peak at 1",
+          sim.control("GET", "stats")["max_concurrent_token_requests"] == 1)
+
+
+def test_token_log_and_stats(sim):
+    g = sim.grant(sim_org="org_log")
+    r = sim.control("POST", "token_log/clear")
+    check("token_log/clear answers the count", r["cleared"] >= 1, r)
+    check("token_log empty after clear", sim.control("GET", "token_log") == {"entries": []})
+    stats0 = sim.control("GET", "stats")
+    t0 = sim.control("GET", "clock")["now_ms"]
+
+    code = sim.code(sim_org="org_log")
+    sim.exchange(code)                                            # 200 authorization_code
+    sim.refresh(g["refresh_token"])                               # 200
+    sim.refresh(g["refresh_token"], redirect_uri="https://x/y")   # 400 (redirect mismatch)
+    sim.refresh("refresh_" + "q" * 30)                            # 400, unknown org
+    sim.control("POST", "faults", {"target": "token", "mode": "http_503"})
+    sim.refresh(g["refresh_token"])                               # 503 fault
+    sim.control("POST", "faults", {"target": "token", "mode": "reset"})
+    try:
+        sim.refresh(g["refresh_token"])                           # reset: no status
+    except (ConnectionError, http.client.HTTPException, ssl.SSLError, OSError):
+        pass
+    sim.tokens({"grant_type": "client_credentials"})              # 400 unsupported
+    sim.tokens({"token_type_hint": "access_token", "token": "access_x"}, method="DELETE")
+
+    entries = sim.control("GET", "token_log")["entries"]
+    t1 = sim.control("GET", "clock")["now_ms"]
+    got = [(e["grant_type"], e["organization_id"], e["status"], e["fault"]) for e in entries]
+    want = [("authorization_code", "org_log", 200, "none"),
+            ("refresh_token", "org_log", 200, "none"),
+            ("refresh_token", "org_log", 400, "none"),
+            ("refresh_token", "", 400, "none"),
+            ("refresh_token", "org_log", 503, "http_503"),
+            ("refresh_token", "org_log", 0, "reset"),
+            ("client_credentials", "", 400, "none")]
+    check("token_log: every POST /oauth2/tokens, oldest first, no DELETE", got == want, got)
+    times = [e["time_ms"] for e in entries]
+    check("token_log: time_ms ordered, within the test's window",
+          times == sorted(times) and t0 <= times[0] and times[-1] <= t1, (t0, times, t1))
+    check("token_log entries have exactly the documented fields",
+          all(list(e) == ["time_ms", "grant_type", "organization_id", "status", "fault"]
+              for e in entries))
+
+    stats = sim.control("GET", "stats")
+    check("stats: refresh_attempts_by_organization counts failed and faulted refreshes",
+          stats["refresh_attempts_by_organization"].get("org_log", 0)
+          - stats0["refresh_attempts_by_organization"].get("org_log", 0) == 4
+          and stats["refresh_attempts"] - stats0["refresh_attempts"] == 5, stats)
+    check("stats: refreshes_by_organization still counts successes only",
+          stats["refreshes_by_organization"]["org_log"]
+          - stats0["refreshes_by_organization"].get("org_log", 0) == 1, stats)
+    check("stats: new fields present", all(
+        k in stats for k in ("max_concurrent_token_requests", "token_requests_in_flight",
+                             "refresh_replays")) and stats["token_requests_in_flight"] == 0,
+          stats)
+    check("unknown control endpoint: 404",
+          control_error(sim, "GET", "token_log/nope", None) == 404)
+    check("GET on token_log/clear: 405", control_error(sim, "GET", "token_log/clear", None) == 405)
+
+
+def test_bulk_grants(sim):
+    started = time.monotonic()
+    r = sim.control("POST", "grants", {"count": 20000, "scopes": "organizations.read payments.read"})
+    elapsed = time.monotonic() - started
+    grants = r["grants"]
+    ids = [x["organization_id"] for x in grants]
+    check("bulk: 20000 grants quickly", len(grants) == 20000 and elapsed < 20, elapsed)
+    check("bulk: unique org_<number> ids, names, refresh tokens",
+          len(set(ids)) == 20000 and all(re.fullmatch(r"org_\d+", i) for i in ids)
+          and all(x["name"] == "Merchant " + x["organization_id"][4:] for x in grants)
+          and len({x["refresh_token"] for x in grants}) == 20000
+          and all(TOKEN_RE["refresh_"].match(x["refresh_token"]) for x in grants[:100]))
+    check("bulk: exactly the three fields",
+          list(grants[0]) == ["organization_id", "name", "refresh_token"], grants[0])
+    sample = grants[12345]
+    r = sim.refresh(sample["refresh_token"])
+    check("bulk: redirect_uri defaults to the registered one (refresh needs it)",
+          r.status == 400 and r.json()["error"] == "invalid_request", r.body)
+    r = sim.refresh(sample["refresh_token"], redirect_uri=REDIRECT)
+    check("bulk: refresh works", r.status == 200
+          and r.json()["refresh_token"] == sample["refresh_token"]
+          and r.json()["scope"] == "organizations.read payments.read", r.body)
+    me = sim.me(r.json()["access_token"])
+    check("bulk: the organization is real", me.status == 200
+          and me.json()["id"] == sample["organization_id"], me.body)
+
+    r = sim.control("POST", "grants", {"count": 3, "scopes": "payments.read organizations.read",
+                                       "redirect_uri": "", "org_prefix": "org_bulk_"})
+    ids = [x["organization_id"] for x in r["grants"]]
+    check("bulk: org_prefix", len(ids) == 3 and all(re.fullmatch(r"org_bulk_\d+", i)
+                                                   for i in ids), ids)
+    r = sim.refresh(r["grants"][0]["refresh_token"])
+    check("bulk: redirect_uri \"\" = exchanged without one", r.status == 200
+          and r.json()["scope"] == "payments.read organizations.read", r.body)
+    for name, payload in (("count over 20000", {"count": 20001, "scopes": "payments.read"}),
+                          ("missing count", {"scopes": "payments.read"}),
+                          ("negative count", {"count": -1, "scopes": "payments.read"}),
+                          ("missing scopes", {"count": 1}),
+                          ("unknown scope", {"count": 1, "scopes": "payments.readx"}),
+                          ("bad org_prefix", {"count": 1, "scopes": "payments.read",
+                                              "org_prefix": "bulk_"})):
+        check(f"bulk: {name}: 400", control_error(sim, "POST", "grants", payload) == 400)
+    check("bulk: count 0", sim.control("POST", "grants", {"count": 0, "scopes":
+                                                          "payments.read"}) == {"grants": []})
+
+
+def start_delayed_request(sim):
+    """A token request delayed for 30 s, left pending: shutdown must interrupt the delay."""
+    before = sim.control("GET", "stats")["token_requests_in_flight"]  # the hanging one: 1
+    sim.control("POST", "faults", {"target": "token", "mode": "delay", "delay_ms": 30000})
+    conn = sim.connection(timeout=0.5)
+    timed_out = False
+    try:
+        sim.call("POST", "/oauth2/tokens", "grant_type=refresh_token", conn=conn)
+    except (socket.timeout, TimeoutError):
+        timed_out = True
+    check("fault delay 30 s: still pending after 0.5 s", timed_out)
+    check("delayed (and hanging) requests count as in flight",
+          before == 1 and sim.control("GET", "stats")["token_requests_in_flight"] == 2, before)
+    return conn
+
+
+def test_clock(sim):
+    c0 = sim.control("GET", "clock")
+    check("clock: starts without offset", c0["offset_seconds"] == 0
+          and abs(c0["now_ms"] - time.time() * 1000) < 60000, c0)
+    g = sim.grant(sim_org="org_clock")
+    code = sim.code(sim_org="org_clock")
+    access, _, _ = sim.truth()
+    check("clock: new access token valid", access[g["access_token"]]["valid"] is True)
+    c1 = sim.control("POST", "clock", {"advance_seconds": 3601})
+    check("clock: advance 3601 s", c1["offset_seconds"] == 3601
+          and c1["now_ms"] - c0["now_ms"] >= 3601 * 1000, c1)
+    access, _, t = sim.truth()
+    check("clock: truth now_ms moved and the access token is invalid",
+          t["now_ms"] >= c1["now_ms"] and access[g["access_token"]]["valid"] is False
+          and access[g["access_token"]]["expires_at_ms"] <= t["now_ms"])
+    check("clock: the API rejects the expired access token", sim.me(g["access_token"]).status
+          == 401)
+    check("clock: the code expired", sim.exchange(code).status == 400)
+    r = sim.refresh(g["refresh_token"])
+    check("clock: refresh gives a token valid on the shifted clock", r.status == 200
+          and sim.me(r.json()["access_token"]).status == 200)
+    access, _, t = sim.truth()
+    check("clock: expires_at_ms on the shifted clock",
+          access[r.json()["access_token"]]["expires_at_ms"] >= c1["now_ms"] + 3599 * 1000)
+    c2 = sim.control("POST", "clock", {"advance_seconds": 10})
+    check("clock: advances add up", c2["offset_seconds"] == 3611, c2)
+    check("clock: GET reports the offset", sim.control("GET", "clock")["offset_seconds"] == 3611)
+    check("clock: negative advance: 400",
+          control_error(sim, "POST", "clock", {"advance_seconds": -1}) == 400)
+    check("clock: non-integer advance: 400",
+          control_error(sim, "POST", "clock", {"advance_seconds": "1h"}) == 400)
+
+
 def is_json(data):
     try:
         json.loads(data)
@@ -722,6 +1105,7 @@ def main():
                   ["--client-id", CLIENT_ID, "--client-secret", SECRET,
                    "--redirect-uri", REDIRECT])
         hanging = None
+        delayed = None
         truth = ({}, {}, {})
         try:
             fixtures_ok = check("fixtures readable", os.path.isdir(TESTDATA), TESTDATA)
@@ -729,7 +1113,12 @@ def main():
                              ("code flow", lambda: test_code_flow(sim, fixtures_ok)),
                              ("revoke", lambda: test_revoke(sim)),
                              ("force", lambda: test_force(sim)),
-                             ("api", lambda: test_api(sim))):
+                             ("api", lambda: test_api(sim)),
+                             ("rotation replay", lambda: test_rotation_replay(sim)),
+                             ("token log and stats", lambda: test_token_log_and_stats(sim)),
+                             ("bulk grants", lambda: test_bulk_grants(sim)),
+                             ("new faults", lambda: test_new_faults(sim)),
+                             ("clock", lambda: test_clock(sim))):
                 try:
                     fn()
                 except Exception as e:  # a crash in one group must not hide the others
@@ -737,15 +1126,17 @@ def main():
             truth = sim.truth()
             try:
                 hanging = test_faults(sim)
+                delayed = start_delayed_request(sim)
             except Exception as e:
                 check("faults group ran", False, repr(e))
         finally:
             started = time.monotonic()
             rc = sim.stop()
-            check("SIGTERM with a hanging request: exit 0 within 5 s",
+            check("SIGTERM with a hanging and a delayed request: exit 0 within 5 s",
                   rc == 0 and time.monotonic() - started < 5, rc)
-            if hanging is not None:
-                hanging.close()
+            for conn in (hanging, delayed):
+                if conn is not None:
+                    conn.close()
         with open(sim.log_path) as f:
             log = f.read()
         secrets = [SECRET] + list(truth[0]) + list(truth[1])
