@@ -109,6 +109,41 @@ absl::StatusOr<PendingAuthorization> DecodePending(std::string_view value) {
   return pending;
 }
 
+absl::StatusOr<EventRecord> DecodeEventRecord(std::string_view value, uint64_t sequence) {
+  const std::string what = StrCat("event ", sequence);
+  EventRecord event;
+  if (!event.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return absl::DataLossError(StrCat(what, " does not parse (corrupt record)"));
+  }
+  RETURN_IF_ERROR(CheckSchemaVersion(event.schema_version(), what));
+  if (event.sequence() != sequence) {
+    return absl::DataLossError(
+        StrCat(what, " holds sequence ", event.sequence(), " (record moved or corrupt)"));
+  }
+  return event;
+}
+
+std::string EventKey(uint64_t sequence) {
+  std::string key(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(sequence & 0xff);
+    sequence >>= 8;
+  }
+  return key;
+}
+
+absl::StatusOr<uint64_t> ParseEventKey(std::string_view key) {
+  if (key.size() != 8) {
+    return absl::DataLossError(
+        StrCat("event key '", CHexEscape(key), "' is not 8 bytes (corrupt record)"));
+  }
+  uint64_t sequence = 0;
+  for (char c : key) {
+    sequence = (sequence << 8) | static_cast<uint8_t>(c);
+  }
+  return sequence;
+}
+
 std::string PendingKey(std::string_view state) {
   std::array<uint8_t, EVP_MAX_MD_SIZE> digest;
   unsigned int digest_len = 0;

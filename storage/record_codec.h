@@ -39,6 +39,18 @@ absl::StatusOr<GrantRecord> DecodeGrantRecord(std::string_view value,
 // Parses a value of the "pending" column family.
 absl::StatusOr<PendingAuthorization> DecodePending(std::string_view value);
 
+// Parses a value of the "events" column family stored under `sequence`.
+absl::StatusOr<EventRecord> DecodeEventRecord(std::string_view value, uint64_t sequence);
+
+// "events" key of a sequence: 8 bytes big-endian, so that RocksDB's bytewise order is sequence
+// order.
+std::string EventKey(uint64_t sequence);
+// Inverse of EventKey; DataLoss for a key that is not 8 bytes.
+absl::StatusOr<uint64_t> ParseEventKey(std::string_view key);
+// "meta" key of the last sequence ever assigned (decimal), written in every batch that appends
+// an event, so that trimming the whole log does not let numbers be reused after a restart.
+inline constexpr std::string_view kEventsLastSequenceKey = "events/last_sequence";
+
 // "pending" key of an OAuth state: lowercase hex SHA-256, so the state itself is never stored.
 std::string PendingKey(std::string_view state);
 

@@ -16,6 +16,7 @@ constexpr char kGrantsCf[] = "grants";
 constexpr char kAccountRefsCf[] = "account_refs";
 constexpr char kPendingCf[] = "pending";
 constexpr char kMetaCf[] = "meta";
+constexpr char kEventsCf[] = "events";
 
 bool IsLockError(const rocksdb::Status& s) {
   if (!s.IsIOError()) {
@@ -70,8 +71,8 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(const std::string& path,
   options.max_open_files = 128;
   options.keep_log_file_num = 10;
 
-  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName, kGrantsCf, kAccountRefsCf,
-                                    kPendingCf, kMetaCf};
+  std::vector<std::string> names = {
+      rocksdb::kDefaultColumnFamilyName, kGrantsCf, kAccountRefsCf, kPendingCf, kMetaCf, kEventsCf};
   // RocksDB refuses to open a database without naming all its families, so families from a
   // newer version are opened too. Listing fails for a missing database; DB::Open reports that.
   std::vector<std::string> existing;
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<RocksDb>> RocksDb::Open(const std::string& path,
   db->account_refs_ = db->handles_[2];
   db->pending_ = db->handles_[3];
   db->meta_ = db->handles_[4];
+  db->events_ = db->handles_[5];
   return db;
 }
 

@@ -23,9 +23,9 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view context);
 
 class RocksDb {
  public:
-  // Opens (or creates) the database with the "grants", "account_refs", "pending" and "meta"
-  // column families; families it does not know are opened too and left alone. A data directory
-  // locked by another process gives FailedPrecondition.
+  // Opens (or creates) the database with the "grants", "account_refs", "pending", "meta" and
+  // "events" column families; families it does not know are opened too and left alone. A data
+  // directory locked by another process gives FailedPrecondition.
   static absl::StatusOr<std::unique_ptr<RocksDb>> Open(const std::string& path,
                                                        bool create_if_missing);
   ~RocksDb();
@@ -37,6 +37,7 @@ class RocksDb {
   rocksdb::ColumnFamilyHandle* account_refs() const { return account_refs_; }
   rocksdb::ColumnFamilyHandle* pending() const { return pending_; }
   rocksdb::ColumnFamilyHandle* meta() const { return meta_; }
+  rocksdb::ColumnFamilyHandle* events() const { return events_; }
 
   // nullopt when the key is absent.
   absl::StatusOr<std::optional<std::string>> Read(rocksdb::ColumnFamilyHandle* cf,
@@ -57,6 +58,7 @@ class RocksDb {
   rocksdb::ColumnFamilyHandle* account_refs_ = nullptr;
   rocksdb::ColumnFamilyHandle* pending_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* events_ = nullptr;
 };
 
 }  // namespace connectbroker::storage

@@ -1,6 +1,7 @@
 #include "storage/rocksdb_grant_store.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -11,6 +12,7 @@
 #include "daemon/common/strings.h"
 #include "storage/record_codec.h"
 #include "storage/rocksdb_db.h"
+#include "storage/rocksdb_event_log.h"
 
 namespace connectbroker::storage {
 namespace {
@@ -100,13 +102,19 @@ absl::StatusOr<std::unique_ptr<RocksDbGrantStore>> RocksDbGrantStore::Open(const
                                                                            Random& random) {
   ASSIGN_OR_RETURN(std::unique_ptr<RocksDb> db,
                    RocksDb::Open(options.path, options.create_if_missing));
+  // Read-only, so a corrupt event log refuses start-up before PrepareMeta writes anything.
+  ASSIGN_OR_RETURN(uint64_t last_event_sequence, RecoverLastEventSequence(*db));
   RETURN_IF_ERROR(PrepareMeta(*db, keys, random));
   return std::unique_ptr<RocksDbGrantStore>(
-      new RocksDbGrantStore(std::move(db), std::move(keys), random));
+      new RocksDbGrantStore(std::move(db), std::move(keys), random, last_event_sequence));
 }
 
-RocksDbGrantStore::RocksDbGrantStore(std::unique_ptr<RocksDb> db, KeyRing keys, Random& random)
-    : db_(std::move(db)), keys_(std::move(keys)), random_(random) {}
+RocksDbGrantStore::RocksDbGrantStore(std::unique_ptr<RocksDb> db, KeyRing keys, Random& random,
+                                     uint64_t last_event_sequence)
+    : db_(std::move(db)),
+      keys_(std::move(keys)),
+      random_(random),
+      last_event_sequence_(last_event_sequence) {}
 
 RocksDbGrantStore::~RocksDbGrantStore() = default;
 
@@ -119,8 +127,33 @@ absl::StatusOr<std::optional<GrantRecord>> RocksDbGrantStore::ReadGrant(
   return DecodeGrantRecord(*value, organization_id);
 }
 
+absl::Status RocksDbGrantStore::WriteWithEvent(rocksdb::WriteBatch& batch, EventRecord* event,
+                                               std::string_view what) {
+  if (event == nullptr) {
+    return db_->Write(batch, what);
+  }
+  if (last_event_sequence_ == std::numeric_limits<uint64_t>::max()) {
+    return absl::FailedPreconditionError("event sequence numbers are exhausted");
+  }
+  const uint64_t sequence = last_event_sequence_ + 1;
+  RETURN_IF_ERROR(AddEventToBatch(*db_, *event, sequence, batch));
+  absl::Status written = db_->Write(batch, what);
+  // Burned even when the write failed: a failed synced write may still have reached the WAL,
+  // and a number that may be on disk is never handed out again.
+  last_event_sequence_ = sequence;
+  RETURN_IF_ERROR(written);
+  event->set_sequence(sequence);
+  event->set_schema_version(kSchemaVersion);
+  return absl::OkStatus();
+}
+
 absl::Status RocksDbGrantStore::Put(const GrantRecord& record, const GrantSecretsPlain& secrets,
-                                    std::optional<uint64_t> expected_generation) {
+                                    std::optional<uint64_t> expected_generation,
+                                    EventRecord* event) {
+  if (event != nullptr) {
+    event->set_sequence(0);
+    RETURN_IF_ERROR(ValidateEvent(*event));
+  }
   const std::string& org = record.organization_id();
   if (org.empty()) {
     return absl::InvalidArgumentError("grant has no organization_id");
@@ -166,7 +199,7 @@ absl::Status RocksDbGrantStore::Put(const GrantRecord& record, const GrantSecret
   // Sealed under the lock: the injected Random need not be thread-safe.
   RETURN_IF_ERROR(SealSecrets(keys_, random_, secrets, stored));
   RETURN_IF_ERROR(FromRocks(batch.Put(db_->grants(), org, stored.SerializeAsString()), "batch"));
-  return db_->Write(batch, StrCat("writing grant for organization ", Quoted(org)));
+  return WriteWithEvent(batch, event, StrCat("writing grant for organization ", Quoted(org)));
 }
 
 absl::StatusOr<StoredGrant> RocksDbGrantStore::Get(std::string_view organization_id) {
@@ -236,7 +269,12 @@ absl::StatusOr<ListPage> RocksDbGrantStore::List(GrantStatus status, int page_si
 }
 
 absl::Status RocksDbGrantStore::Delete(std::string_view organization_id,
-                                       std::optional<uint64_t> expected_generation) {
+                                       std::optional<uint64_t> expected_generation,
+                                       EventRecord* event) {
+  if (event != nullptr) {
+    event->set_sequence(0);
+    RETURN_IF_ERROR(ValidateEvent(*event));
+  }
   absl::MutexLock lock(&write_mu_);
   ASSIGN_OR_RETURN(std::optional<GrantRecord> current, ReadGrant(organization_id));
   if (!current.has_value()) {
@@ -257,7 +295,8 @@ absl::Status RocksDbGrantStore::Delete(std::string_view organization_id,
           FromRocks(batch.Delete(db_->account_refs(), current->account_ref()), "batch"));
     }
   }
-  return db_->Write(batch, StrCat("deleting grant for organization ", Quoted(organization_id)));
+  return WriteWithEvent(batch, event,
+                        StrCat("deleting grant for organization ", Quoted(organization_id)));
 }
 
 absl::Status RocksDbGrantStore::PutPending(std::string_view state,
@@ -328,6 +367,34 @@ absl::StatusOr<int> RocksDbGrantStore::PurgeExpiredPending(WallTime now) {
     RETURN_IF_ERROR(db_->Write(batch, "purging pending authorizations"));
   }
   return purged;
+}
+
+absl::Status RocksDbGrantStore::AppendEvent(EventRecord& event) {
+  event.set_sequence(0);
+  RETURN_IF_ERROR(ValidateEvent(event));
+  absl::MutexLock lock(&write_mu_);
+  rocksdb::WriteBatch batch;
+  return WriteWithEvent(batch, &event, "appending an event");
+}
+
+absl::StatusOr<std::vector<EventRecord>> RocksDbGrantStore::ReadEvents(uint64_t after_sequence,
+                                                                       int max_events) {
+  return ReadEventsAfter(*db_, after_sequence, max_events);
+}
+
+absl::StatusOr<uint64_t> RocksDbGrantStore::OldestEventSequence() {
+  return FirstEventSequence(*db_);
+}
+
+absl::StatusOr<uint64_t> RocksDbGrantStore::LastEventSequence() {
+  absl::MutexLock lock(&write_mu_);
+  return last_event_sequence_;
+}
+
+absl::StatusOr<int> RocksDbGrantStore::TrimEvents(size_t keep_last, WallTime drop_before) {
+  // Under the write mutex like every other write, though appends land after the trimmed run.
+  absl::MutexLock lock(&write_mu_);
+  return TrimEventLog(*db_, keep_last, drop_before);
 }
 
 absl::Status RocksDbGrantStore::FlushForTest() { return db_->Flush(); }

@@ -13,8 +13,10 @@ namespace {
 
 using ::connectbroker::storage::testing::FakeRandom;
 using ::connectbroker::testing::IsOk;
+using ::connectbroker::testing::IsOkAndHolds;
 using ::connectbroker::testing::StatusIs;
 using ::testing::AllOf;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 
 KeyRing::Key KeyOf(uint8_t fill) {
@@ -71,6 +73,38 @@ TEST(RecordCodecTest, DecodePendingChecksVersion) {
   pending.set_schema_version(3);
   EXPECT_THAT(DecodePending(pending.SerializeAsString()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema_version 3")));
+}
+
+TEST(RecordCodecTest, EventKeysSortInSequenceOrder) {
+  EXPECT_EQ(EventKey(1), std::string("\0\0\0\0\0\0\0\x01", 8));
+  EXPECT_EQ(EventKey(0x0102030405060708), "\x01\x02\x03\x04\x05\x06\x07\x08");
+  EXPECT_LT(EventKey(255), EventKey(256));
+  EXPECT_LT(EventKey(0x00ffffffffffffff), EventKey(0x0100000000000000));
+  for (uint64_t seq : {uint64_t{0}, uint64_t{1}, uint64_t{256}, ~uint64_t{0}}) {
+    EXPECT_THAT(ParseEventKey(EventKey(seq)), IsOkAndHolds(Eq(seq)));
+  }
+  EXPECT_THAT(ParseEventKey("1234567"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("not 8 bytes")));
+  EXPECT_THAT(ParseEventKey(""), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(RecordCodecTest, DecodeEventRecordChecksVersionAndSequence) {
+  EventRecord event;
+  event.set_schema_version(kSchemaVersion);
+  event.set_sequence(5);
+  event.set_type(EVENT_TYPE_REVOKED);
+  absl::StatusOr<EventRecord> decoded = DecodeEventRecord(event.SerializeAsString(), 5);
+  ASSERT_THAT(decoded, IsOk());
+  EXPECT_EQ(decoded->type(), EVENT_TYPE_REVOKED);
+  EXPECT_THAT(DecodeEventRecord(event.SerializeAsString(), 6),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("holds sequence 5")));
+  EXPECT_THAT(DecodeEventRecord("\xff\xff\xff", 5), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_THAT(DecodeEventRecord("", 0),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("no schema_version")));
+  event.set_schema_version(kSchemaVersion + 1);
+  EXPECT_THAT(DecodeEventRecord(event.SerializeAsString(), 5),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("event 5"), HasSubstr("newer version"))));
 }
 
 TEST(RecordCodecTest, KeyCheck) {
