@@ -26,7 +26,27 @@ TimePoint ToTimePoint(const Timestamp& t) {
          std::chrono::duration_cast<TimePoint::duration>(std::chrono::nanoseconds(t.nanos()));
 }
 
-std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+// Text for a terminal: "-" when empty; control characters (a merchant chooses its own
+// organization name) shown as \xNN so they cannot move the cursor or forge output.
+std::string OrDash(const std::string& s) {
+  if (s.empty()) {
+    return "-";
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 std::string ToJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
@@ -177,7 +197,7 @@ std::string FormatMerchantDetails(const v1::Merchant& m, TimePoint now) {
 std::string FormatMerchantLine(const v1::Merchant& m, TimePoint now) {
   std::string out = m.organization_id();
   if (!m.organization_name().empty()) {
-    out += " (" + m.organization_name() + ")";
+    out += " (" + OrDash(m.organization_name()) + ")";
   }
   out += " " + GrantStatusName(m.status());
   if (IsSet(m.access_token_expires_at())) {

@@ -20,7 +20,20 @@ void WriteLogLine(LogLevel level, std::string_view line) {
   out += '<';
   out += static_cast<char>('0' + static_cast<int>(level));
   out += '>';
-  out += line;
+  // One record per line: control characters from outside (a merchant's organization name, an
+  // upstream error text) are escaped, so nobody can forge a log line, its priority, or a
+  // terminal escape sequence.
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : line) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
   out += '\n';
   // One write so concurrent lines do not interleave; a short write to stderr is not retried.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, out.data(), out.size());

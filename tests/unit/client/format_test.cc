@@ -93,6 +93,16 @@ TEST(FormatMerchantTableTest, AlignsColumns) {
             "1          timeout (2 consecutive failures)\n");
 }
 
+TEST(FormatMerchantTableTest, ControlCharactersInNamesAreShownEscaped) {
+  v1::Merchant m = Acme();
+  m.set_organization_name("Evil\n<0>x\x1b[31m");
+  std::string table = FormatMerchantTable({m}, now);
+  EXPECT_THAT(table, HasSubstr("Evil\\x0a<0>x\\x1b[31m"));
+  EXPECT_THAT(table, Not(HasSubstr("\x1b")));
+  EXPECT_THAT(FormatMerchantDetails(m, now), Not(HasSubstr("\x1b")));
+  EXPECT_THAT(FormatMerchantLine(m, now), Not(HasSubstr("\n<0>")));
+}
+
 TEST(FormatMerchantTableTest, EmptyListHasHeaderOnly) {
   EXPECT_EQ(FormatMerchantTable({}, now),
             "ORGANIZATION  NAME  ACCOUNT_REF  STATUS  EXPIRES_IN  REFRESHES  LAST_REFRESH\n");
