@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <sys/statvfs.h>
 #include <systemd/sd-daemon.h>
 
 #include <atomic>
@@ -25,6 +26,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/random.h"
 #include "daemon/http/http_server.h"
+#include "daemon/mollie/authorize_url.h"
 #include "daemon/mollie/https_mollie_oauth_api.h"
 #include "daemon/routes.h"
 #include "daemon/rpc/services.h"
@@ -63,12 +65,67 @@ bool IsLoopback(const std::string& address) {
          address.rfind("localhost:", 0) == 0 || address.rfind("[::1]:", 0) == 0;
 }
 
+// RocksDB cannot even open cleanly on a full disk (it may abort); refuse early instead.
+constexpr uint64_t kMinFreeBytes = 16ull << 20;
+
+absl::Status CheckDataDir(const std::string& data_dir) {
+  std::error_code ec;
+  std::filesystem::path dir(data_dir);
+  // The directory itself, or the nearest existing parent it will be created in.
+  std::filesystem::path probe = dir;
+  while (!probe.empty() && !std::filesystem::exists(probe, ec)) {
+    probe = probe.parent_path();
+  }
+  if (probe.empty()) {
+    probe = ".";
+  }
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(
+        StrCat("storage.data_dir ", data_dir, " exists but is not a directory"));
+  }
+  struct statvfs vfs {};
+  if (::statvfs(probe.c_str(), &vfs) != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("storage.data_dir ", data_dir, ": cannot inspect ", probe.string()));
+  }
+  uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes < kMinFreeBytes) {
+    return absl::ResourceExhaustedError(StrCat(
+        "storage.data_dir ", data_dir, " has only ", free_bytes,
+        " bytes free; connect-brokerd needs at least ", kMinFreeBytes, " to start safely"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckConfig(const config::Config& cfg) {
+  auto keys = storage::KeyRing::LoadFromFile(cfg.storage.key_file);
+  if (!keys.ok()) {
+    return absl::Status(keys.status().code(),
+                        StrCat("storage.key_file: ", keys.status().message()));
+  }
+  for (const auto& scope : cfg.onboarding.default_scopes) {
+    if (absl::Status s = mollie::ValidateScope(scope); !s.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat(cfg.path, ": onboarding.default_scopes: ", s.message()));
+    }
+  }
+  std::error_code ec;
+  if (!cfg.mollie.ca_file.empty() && !std::filesystem::is_regular_file(cfg.mollie.ca_file, ec)) {
+    return absl::NotFoundError(
+        StrCat("mollie.ca_file ", cfg.mollie.ca_file, " does not exist or is not a file"));
+  }
+  return CheckDataDir(cfg.storage.data_dir);
+}
 
 int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
   SetMinLogLevel(cfg.log_level);
   SystemClock clock;
   CryptoRandom random;
+  if (absl::Status s = CheckConfig(cfg); !s.ok()) {
+    return Fail("configuration", s);
+  }
 
   auto keys = storage::KeyRing::LoadFromFile(cfg.storage.key_file);
   if (!keys.ok()) {
@@ -165,6 +222,18 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
 
   // Shutdown: stop HTTP, then gRPC (from its own thread: Shutdown waits for in-flight RPCs,
   // which need this loop running), then let in-flight refreshes finish (bounded), then stop.
+  // SIGHUP would kill the process by default; a reload is not supported (yet), so say so.
+  asio::signal_set hangup(loop, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) {
+          return;
+        }
+        CB_LOG(NOTICE) << "SIGHUP ignored: configuration reload is not supported; restart the "
+                          "service to apply changes";
+        hangup.async_wait(on_hangup);
+      };
+  hangup.async_wait(on_hangup);
   std::thread shutdown_thread;
   asio::steady_timer grace(loop);
   asio::signal_set signals(loop, SIGINT, SIGTERM);
@@ -173,6 +242,7 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
       return;
     }
     CB_LOG(NOTICE) << "signal " << signo << ": shutting down";
+    hangup.cancel();
     sd_notify(0, "STOPPING=1");
     ready = false;
     http_server.Stop();

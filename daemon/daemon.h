@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "daemon/config/config.h"
 
 namespace connectbroker {
@@ -13,6 +14,10 @@ struct DaemonFlags {
   std::string config_path;
   std::string ports_file;  // written with the bound ports once serving (tests, scripts)
 };
+
+// Checks what LoadConfig cannot: the key file parses, the default scopes are valid, the CA file
+// exists, the data directory is usable and has room. Used by --check-config and at start-up.
+absl::Status CheckConfig(const config::Config& config);
 
 // Runs until SIGTERM/SIGINT. Returns the process exit code: 0 after a clean shutdown, 1 when
 // start-up failed (the reason is logged).

@@ -2,6 +2,8 @@
 // and serves them (and onboarding, administration) over gRPC. See README.md and docs/.
 #include <CLI/CLI.hpp>
 
+#include <sys/stat.h>
+
 #include <iostream>
 
 #include "daemon/config/config.h"
@@ -21,9 +23,18 @@ int main(int argc, char** argv) {
                  "write 'grpc=PORT' and 'http=PORT' lines here once serving (for scripts; "
                  "useful with port 0 in the config)");
   app.add_flag("--check-config", check_only,
-               "validate the configuration and the secret file it names, then exit");
+               "validate the configuration, the secret and key files it names, the default "
+               "scopes and the data directory, then exit (0 valid, 2 not)");
   app.set_version_flag("--version", "connect-brokerd 0.1.0");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error exits 2.
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  // Files we create (RocksDB, the ports file) are for this service's user only.
+  ::umask(077);
 
   auto config = connectbroker::config::LoadConfig(flags.config_path);
   if (!config.ok()) {
@@ -31,7 +42,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check_only) {
-    std::cout << "connect-brokerd: " << flags.config_path << " is valid\n";
+    if (absl::Status s = connectbroker::CheckConfig(*config); !s.ok()) {
+      std::cerr << "connect-brokerd: " << s.message() << "\n";
+      return 2;
+    }
+    std::cout << "connect-brokerd: " << flags.config_path
+              << " is valid (secret and key files readable, data directory usable)\n";
     return 0;
   }
   return connectbroker::RunDaemon(*config, flags);

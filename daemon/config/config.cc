@@ -146,6 +146,37 @@ absl::Status CheckUrl(std::string_view origin, std::string_view key, const std::
   return absl::OkStatus();
 }
 
+// host:port (port 0-65535; [v6]:port), or unix:/absolute/path where allowed.
+absl::Status CheckListen(std::string_view origin, std::string_view key, const std::string& value,
+                         bool allow_unix) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(StrCat(origin, ": ", key, " ", why, ", got \"", value, "\""));
+  };
+  if (value.rfind("unix:", 0) == 0) {
+    if (!allow_unix) {
+      return bad("must be host:port");
+    }
+    if (value.size() < 7 || value[5] != '/') {
+      return bad("must be unix:/absolute/path");
+    }
+    return absl::OkStatus();
+  }
+  auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == value.size()) {
+    return bad(allow_unix ? "must be host:port or unix:/path" : "must be host:port");
+  }
+  std::string host = value.substr(0, colon);
+  std::string port = value.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535) {
+    return bad("needs a port between 0 and 65535");
+  }
+  if (host.front() == '[' ? host.back() != ']' : host.find_first_of(" []/\t") != std::string::npos) {
+    return bad("has a malformed host");
+  }
+  return absl::OkStatus();
+}
+
 std::string Resolve(std::string_view base_dir, const std::string& path) {
   if (path.empty() || path[0] == '/' || base_dir.empty()) {
     return path;
@@ -214,6 +245,8 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   if (c.server.http_listen.empty()) {
     return server.Bad("http_listen", "must not be empty");
   }
+  RETURN_IF_ERROR(CheckListen(origin, "server.grpc_listen", c.server.grpc_listen, true));
+  RETURN_IF_ERROR(CheckListen(origin, "server.http_listen", c.server.http_listen, false));
 
   TableReader mollie(mollie_t, "mollie", origin);
   RETURN_IF_ERROR(mollie.String("authorize_base_url", c.mollie.authorize_base_url));
@@ -345,6 +378,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(StrCat("config file ", path, " does not exist"));
+  }
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::FailedPreconditionError(StrCat("config file ", path, " is a directory"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -161,6 +161,21 @@ INSTANTIATE_TEST_SUITE_P(
                 "server.grpc_listen must be a string"},
         BadCase{"grpc_listen_empty", "[server]\ngrpc_listen = \"\"\n" + std::string(kMinimal),
                 "server.grpc_listen must not be empty"},
+        BadCase{"grpc_port_range", "[server]\ngrpc_listen = \"127.0.0.1:99999\"\n" +
+                                       std::string(kMinimal),
+                "server.grpc_listen needs a port between 0 and 65535"},
+        BadCase{"http_port_missing", "[server]\nhttp_listen = \"127.0.0.1\"\n" +
+                                         std::string(kMinimal),
+                "server.http_listen must be host:port"},
+        BadCase{"http_unix", "[server]\nhttp_listen = \"unix:/run/x.sock\"\n" +
+                                 std::string(kMinimal),
+                "server.http_listen must be host:port"},
+        BadCase{"grpc_unix_relative", "[server]\ngrpc_listen = \"unix:x.sock\"\n" +
+                                          std::string(kMinimal),
+                "must be unix:/absolute/path"},
+        BadCase{"grpc_port_text", "[server]\ngrpc_listen = \"localhost:http\"\n" +
+                                      std::string(kMinimal),
+                "needs a port between 0 and 65535"},
         BadCase{"margin_range", "[refresh]\nmargin = 1.5\n" + std::string(kMinimal),
                 "refresh.margin must be between"},
         BadCase{"margin_type", "[refresh]\nmargin = \"a lot\"\n" + std::string(kMinimal),
@@ -225,6 +240,12 @@ TEST(LoadConfigTest, EmptyOrMultiValueSecretFileIsRejected) {
   auto c = LoadConfig(dir.File("cb.toml"));
   EXPECT_THAT(c, StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("one value")));
   EXPECT_THAT(std::string(c.status().message()), Not(HasSubstr("words")));
+}
+
+TEST(LoadConfigTest, ConfigThatIsADirectoryIsNamed) {
+  testing::TempDir dir;
+  EXPECT_THAT(LoadConfig(dir.path().string()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("is a directory")));
 }
 
 TEST(LoadConfigTest, SecretFileThatIsADirectoryIsRejected) {
