@@ -1,47 +1,27 @@
+// The refresh engine: scheduling, admission (bucket, cap, breaker, pauses), single-flight
+// refreshes, failure classification, and the hot path.
 #include "daemon/broker/grant_manager.h"
 
-#include <openssl/crypto.h>
-
 #include <algorithm>
-#include <atomic>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
-#include "daemon/common/strings.h"
-#include "absl/strings/str_join.h"
-#include "daemon/common/check.h"
-#include "daemon/common/log.h"
+#include "daemon/broker/grant_manager_internal.h"
 #include "daemon/common/status_macros.h"
-#include "daemon/mollie/authorize_url.h"
 
 namespace connectbroker::broker {
 
 namespace asio = boost::asio;
+using internal::IsTerminal;
+using internal::Outcome;
+using internal::TerminalError;
 using storage::GrantRecord;
 using storage::GrantSecretsPlain;
 using storage::StoredGrant;
 
-struct GrantManager::Flight {
-  bool scheduled = false;
-  std::vector<FlightWaiter> waiters;
-};
+namespace internal {
 
-struct GrantManager::Grant {
-  StoredGrant stored;
-  std::shared_ptr<Flight> flight;
-  // New tokens Mollie gave us that the store refused to take (disk full, I/O error). They are
-  // the only copy of a possibly rotated refresh token, so they are kept here and written before
-  // any further call to Mollie. Never served until written.
-  std::optional<StoredGrant> unpersisted;
-  bool deleted = false;
-};
-
-namespace {
-
-// Logs an exception that escaped a coroutine: a bug, but the daemon keeps serving.
 void LogEscaped(std::exception_ptr e, const char* what) {
   if (!e) {
     return;
@@ -55,30 +35,17 @@ void LogEscaped(std::exception_ptr e, const char* what) {
   }
 }
 
-constexpr const char* kOrganizationsRead = "organizations.read";
-
-bool IsAllowedRefChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
-}
-
-// The grant cannot be refreshed by the broker any more: someone must act first.
-bool IsTerminal(storage::GrantStatus s) {
-  return s == storage::GRANT_STATUS_NEEDS_REAUTHORIZATION || s == storage::GRANT_STATUS_REVOKED;
-}
-
 absl::Status TerminalError(const GrantRecord& r) {
   if (r.status() == storage::GRANT_STATUS_REVOKED) {
     return absl::FailedPreconditionError(
         StrCat("merchant ", r.organization_id(), " was revoked"));
   }
-  return absl::FailedPreconditionError(StrCat(
-      "merchant ", r.organization_id(),
-      " needs to reauthorize (Mollie rejected the refresh token: ", r.last_refresh_outcome(),
-      ")"));
+  return absl::FailedPreconditionError(
+      StrCat("merchant ", r.organization_id(),
+             " needs to reauthorize (Mollie rejected the refresh token: ",
+             r.last_refresh_outcome(), ")"));
 }
 
-// Short, secret-free outcome text for the record.
 std::string Outcome(const absl::Status& s) {
   std::string text = StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
   if (text.size() > 300) {
@@ -87,30 +54,7 @@ std::string Outcome(const absl::Status& s) {
   return text;
 }
 
-}  // namespace
-
-absl::Status ValidateOrganizationId(std::string_view id) {
-  if (id.empty()) {
-    return absl::InvalidArgumentError("organization id is empty");
-  }
-  bool ok = id.size() > 4 && id.size() <= 68 && id.substr(0, 4) == "org_" &&
-            std::all_of(id.begin() + 4, id.end(), [](char c) {
-              return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-            });
-  if (!ok) {
-    return absl::InvalidArgumentError(
-        "malformed organization id: expected \"org_\" followed by 1-64 letters or digits");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateAccountRef(std::string_view ref) {
-  if (ref.empty() || ref.size() > 128 || !std::all_of(ref.begin(), ref.end(), IsAllowedRefChar)) {
-    return absl::InvalidArgumentError(
-        "malformed account_ref: expected 1-128 characters of A-Z a-z 0-9 . _ : @ -");
-  }
-  return absl::OkStatus();
-}
+}  // namespace internal
 
 GrantManager::GrantManager(asio::io_context& loop, asio::thread_pool& blocking,
                            storage::GrantStore& store, mollie::MollieOAuthApi& mollie,
@@ -125,28 +69,17 @@ GrantManager::GrantManager(asio::io_context& loop, asio::thread_pool& blocking,
       random_(random),
       options_(std::move(options)),
       bucket_(options_.rate_per_second, options_.burst, clock.MonotonicNow()),
-      timer_(loop) {}
+      timer_(loop),
+      maintenance_timer_(loop) {}
 
 GrantManager::~GrantManager() = default;
-
-template <typename F>
-asio::awaitable<std::invoke_result_t<F&>> GrantManager::Blocking(F&& fn) {
-  using R = std::invoke_result_t<F&>;
-  // Runs fn on the blocking pool; the awaiting coroutine resumes on its own executor (the loop).
-  // GCC 12 destroys a lambda temporary that lives across a co_await twice (PR 100611), so call
-  // sites name their lambda and pass it by reference; it is moved into co_spawn's frame here.
-  return asio::co_spawn(
-      blocking_,
-      [fn = std::forward<F>(fn)]() mutable -> asio::awaitable<R> { co_return fn(); },
-      asio::use_awaitable);
-}
 
 double GrantManager::Jitter() { return random_.Uniform01(); }
 
 absl::Status GrantManager::Start() {
   ASSIGN_OR_RETURN(std::vector<StoredGrant> all, store_.LoadAll());
-  // Overdue grants (after downtime) are all due "now"; ordering them by their planned refresh
-  // time refreshes the most urgent first, under the rate limit.
+  // Overdue grants (after downtime) are all due "now"; the queue orders them by their planned
+  // refresh time, so the most urgent go first, under the rate limit.
   WallTime now = clock_.Now();
   size_t overdue = 0;
   for (auto& sg : all) {
@@ -167,7 +100,9 @@ absl::Status GrantManager::Start() {
   CB_LOG(INFO) << "loaded " << grants_.size() << " grant(s); " << overdue
                << " overdue for refresh";
   asio::co_spawn(loop_, SchedulerLoop(),
-                 [](std::exception_ptr e) { LogEscaped(e, "refresh scheduler"); });
+                 [](std::exception_ptr e) { internal::LogEscaped(e, "refresh scheduler"); });
+  asio::co_spawn(loop_, MaintenanceLoop(),
+                 [](std::exception_ptr e) { internal::LogEscaped(e, "maintenance"); });
   return absl::OkStatus();
 }
 
@@ -175,6 +110,8 @@ void GrantManager::Stop(std::function<void()> drained) {
   asio::post(loop_, [this, drained = std::move(drained)]() mutable {
     stopping_ = true;
     timer_.cancel();
+    maintenance_timer_.cancel();
+    FailWaitingOnDemand(absl::UnavailableError("connect-brokerd is shutting down"));
     if (flights_ == 0) {
       drained();
     } else {
@@ -211,26 +148,114 @@ void GrantManager::ScheduleAt(const std::string& org, WallTime when) {
 
 void GrantManager::Kick() { timer_.cancel(); }
 
+std::string GrantManager::PauseReason(MonoTime) const {
+  if (credentials_rejected_) {
+    return "Mollie rejected the app's client credentials (invalid_client)";
+  }
+  if (breaker_open_) {
+    return "Mollie's token endpoint keeps failing (circuit breaker open)";
+  }
+  return "";
+}
+
+void GrantManager::FailWaitingOnDemand(const absl::Status& status) {
+  while (!on_demand_.empty()) {
+    GrantPtr g = on_demand_.front();
+    on_demand_.pop_front();
+    auto flight = g->flight;
+    if (!flight || flight->launched) {
+      continue;
+    }
+    g->flight.reset();
+    --flights_;
+    for (auto& w : flight->waiters) {
+      w(status);
+    }
+  }
+  if (stopping_ && flights_ == 0 && drained_) {
+    auto drained = std::move(drained_);
+    drained_ = nullptr;
+    drained();
+  }
+}
+
+void GrantManager::MaybeProbe(MonoTime now) {
+  MonoTime retry_at = credentials_rejected_ ? credentials_retry_at_ : breaker_retry_at_;
+  if (probe_in_flight_ || now < retry_at) {
+    return;
+  }
+  // The probe is the most urgent grant: a waiting on-demand one, else the earliest scheduled.
+  GrantPtr g;
+  if (!on_demand_.empty()) {
+    g = on_demand_.front();
+    on_demand_.pop_front();
+  } else if (auto next = queue_.NextDue()) {
+    auto orgs = queue_.PopDue(*next, 1);
+    stat_scheduled_ = queue_.size();
+    auto it = grants_.find(orgs.front());
+    if (it == grants_.end()) {
+      return;
+    }
+    g = it->second;
+    if (g->flight) {
+      return;
+    }
+    g->flight = std::make_shared<Flight>();
+    g->flight->scheduled = true;
+    ++flights_;
+  } else {
+    return;
+  }
+  g->flight->probe = true;
+  probe_in_flight_ = true;
+  CB_LOG(NOTICE) << "refreshing is paused (" << PauseReason(now) << "); probing with "
+                 << g->stored.record.organization_id();
+  Launch(g);
+}
+
 asio::awaitable<void> GrantManager::SchedulerLoop() {
   while (!stopping_) {
     MonoTime now = clock_.MonotonicNow();
     std::optional<MonoTime> wake;
-    while (scheduled_in_flight_ < options_.max_concurrent) {
-      auto next = queue_.NextDue();
-      if (!next) {
-        break;
+    if (!PauseReason(now).empty()) {
+      // Callers waiting for admission would wait for the whole pause: tell them now.
+      FailWaitingOnDemand(absl::UnavailableError(StrCat("refreshing is paused: ", PauseReason(now))));
+      MaybeProbe(now);
+      MonoTime retry_at = credentials_rejected_ ? credentials_retry_at_ : breaker_retry_at_;
+      if (!probe_in_flight_ && retry_at > now) {
+        wake = retry_at;
       }
-      if (*next > now) {
-        wake = *next;
-        break;
+    } else {
+      while (running_ < options_.max_concurrent) {
+        if (!on_demand_.empty()) {
+          // Callers are waiting: they go before scheduled refreshes, under the same budget.
+          if (!bucket_.TryTake(now)) {
+            wake = bucket_.NextAvailable(now);
+            break;
+          }
+          GrantPtr g = on_demand_.front();
+          on_demand_.pop_front();
+          if (g->flight && !g->flight->launched) {
+            Launch(g);
+          }
+          continue;
+        }
+        auto next = queue_.NextDue();
+        if (!next) {
+          break;
+        }
+        if (*next > now) {
+          wake = *next;
+          break;
+        }
+        if (!bucket_.TryTake(now)) {
+          wake = bucket_.NextAvailable(now);
+          break;
+        }
+        auto due = queue_.PopDue(now, 1);
+        stat_scheduled_ = queue_.size();
+        StartRefresh(due.front(), Trigger::kScheduled, nullptr);
       }
-      if (!bucket_.TryTake(now)) {
-        wake = bucket_.NextAvailable(now);
-        break;
-      }
-      auto due = queue_.PopDue(now, 1);
-      stat_scheduled_ = queue_.size();
-      StartRefresh(due.front(), /*scheduled=*/true, nullptr);
     }
     // With the concurrency cap reached, a finishing refresh kicks the timer.
     if (wake) {
@@ -242,7 +267,26 @@ asio::awaitable<void> GrantManager::SchedulerLoop() {
   }
 }
 
-void GrantManager::StartRefresh(const std::string& org, bool scheduled, FlightWaiter waiter) {
+asio::awaitable<void> GrantManager::MaintenanceLoop() {
+  while (!stopping_) {
+    maintenance_timer_.expires_after(std::chrono::seconds(60));
+    auto [ec] = co_await maintenance_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec || stopping_) {
+      co_return;
+    }
+    WallTime now = clock_.Now();
+    auto trim = [this, now] {
+      (void)store_.PurgeExpiredPending(now);
+      return store_.TrimEvents(options_.events_keep, now - options_.events_max_age);
+    };
+    auto trimmed = co_await Blocking(std::move(trim));
+    if (!trimmed.ok()) {
+      CB_LOG(WARNING) << "event log retention failed: " << trimmed.status();
+    }
+  }
+}
+
+void GrantManager::StartRefresh(const std::string& org, Trigger trigger, FlightWaiter waiter) {
   auto it = grants_.find(org);
   if (it == grants_.end() || it->second->deleted) {
     if (waiter) {
@@ -252,9 +296,15 @@ void GrantManager::StartRefresh(const std::string& org, bool scheduled, FlightWa
   }
   GrantPtr g = it->second;
   if (g->flight) {
-    // Single flight: join the call already on its way.
+    // Single flight: join the call already on its way (or waiting for admission).
     if (waiter) {
       g->flight->waiters.push_back(std::move(waiter));
+    }
+    return;
+  }
+  if (g->revoking) {
+    if (waiter) {
+      waiter(absl::FailedPreconditionError(StrCat("merchant ", org, " is being revoked")));
     }
     return;
   }
@@ -264,8 +314,45 @@ void GrantManager::StartRefresh(const std::string& org, bool scheduled, FlightWa
     }
     return;
   }
+  const MonoTime now = clock_.MonotonicNow();
+  if (trigger != Trigger::kScheduled) {
+    std::string paused = PauseReason(now);
+    if (!paused.empty()) {
+      if (waiter) {
+        waiter(absl::UnavailableError(StrCat("refreshing is paused: ", paused)));
+      }
+      return;
+    }
+    // Callers cannot cause refresh storms: one on-demand refresh per grant per interval (an
+    // administrator's explicit refresh is exempt).
+    if (trigger == Trigger::kCaller && g->last_on_demand &&
+        now - *g->last_on_demand < options_.min_on_demand_interval) {
+      if (waiter) {
+        waiter(absl::UnavailableError(StrCat(
+            "merchant ", org, " was refreshed on demand less than ",
+            options_.min_on_demand_interval.count(), "s ago; not refreshing again so soon")));
+      }
+      return;
+    }
+    // A grant in backoff after failures is retried on its schedule; callers do not shorten the
+    // backoff (during an outage that would multiply the load on Mollie).
+    auto due = queue_.DueOf(org);
+    if (trigger == Trigger::kCaller &&
+        g->stored.record.status() == storage::GRANT_STATUS_REFRESH_FAILING && due && *due > now) {
+      if (waiter) {
+        waiter(absl::UnavailableError(StrCat(
+            "refreshing ", org, " is failing (", g->stored.record.last_refresh_outcome(),
+            "); next attempt in ",
+            std::chrono::duration_cast<std::chrono::seconds>(*due - now).count(), "s")));
+      }
+      return;
+    }
+    if (trigger == Trigger::kCaller) {
+      g->last_on_demand = now;
+    }
+  }
   auto flight = std::make_shared<Flight>();
-  flight->scheduled = scheduled;
+  flight->scheduled = trigger == Trigger::kScheduled;
   if (waiter) {
     flight->waiters.push_back(std::move(waiter));
   }
@@ -273,24 +360,36 @@ void GrantManager::StartRefresh(const std::string& org, bool scheduled, FlightWa
   queue_.Remove(org);
   stat_scheduled_ = queue_.size();
   ++flights_;
-  stat_in_flight_ = flights_;
-  if (scheduled) {
-    ++scheduled_in_flight_;
+  if (trigger == Trigger::kScheduled) {
+    Launch(g);  // the scheduler already admitted it
+  } else if (on_demand_.empty() && running_ < options_.max_concurrent && bucket_.TryTake(now)) {
+    Launch(g);
+  } else {
+    on_demand_.push_back(g);
+    Kick();
   }
+}
+
+void GrantManager::Launch(GrantPtr g) {
+  auto flight = g->flight;
+  flight->launched = true;
+  ++running_;
+  stat_in_flight_ = running_;
   asio::co_spawn(
       loop_, RunRefresh(g),
       [this, g, flight](std::exception_ptr e, absl::Status result) {
         if (e) {
-          LogEscaped(e, "refresh");
+          internal::LogEscaped(e, "refresh");
           result = absl::InternalError("refresh failed unexpectedly");
         }
-        g->flight.reset();
-        --flights_;
-        stat_in_flight_ = flights_;
-        if (flight->scheduled) {
-          --scheduled_in_flight_;
-          Kick();
+        if (flight->probe) {
+          probe_in_flight_ = false;
         }
+        g->flight.reset();
+        --running_;
+        --flights_;
+        stat_in_flight_ = running_;
+        Kick();
         for (auto& w : flight->waiters) {
           w(result);
         }
@@ -303,17 +402,138 @@ void GrantManager::StartRefresh(const std::string& org, bool scheduled, FlightWa
 }
 
 asio::awaitable<absl::Status> GrantManager::Persist(GrantPtr g, GrantRecord record,
-                                                    GrantSecretsPlain secrets) {
+                                                    GrantSecretsPlain secrets,
+                                                    storage::EventType type, std::string detail) {
   uint64_t expected = g->stored.record.generation();
   record.set_generation(expected + 1);
   record.set_updated_at_ms(ToUnixMillis(clock_.Now()));
-  auto put = [this, record, secrets, expected] { return store_.Put(record, secrets, expected); };
-  absl::Status st = co_await Blocking(std::move(put));
+  std::optional<storage::EventRecord> event;
+  if (type != storage::EVENT_TYPE_UNSPECIFIED) {
+    event.emplace();
+    event->set_time_ms(record.updated_at_ms());
+    event->set_type(type);
+    event->set_organization_id(record.organization_id());
+    event->set_status(record.status());
+    event->set_generation(record.generation());
+    event->set_detail(std::move(detail));
+  }
+  auto put = [this, record, secrets, expected, event]() mutable {
+    absl::Status st = store_.Put(record, secrets, expected, event ? &*event : nullptr);
+    return std::make_pair(st, event);
+  };
+  auto [st, written] = co_await Blocking(std::move(put));
   if (st.ok()) {
     g->stored.record = std::move(record);
     g->stored.secrets = std::move(secrets);
+    if (written) {
+      events_.Publish(*written);
+    }
   }
   co_return st;
+}
+
+asio::awaitable<absl::Status> GrantManager::AppEvent(storage::EventType type,
+                                                     std::string detail) {
+  storage::EventRecord event;
+  event.set_time_ms(ToUnixMillis(clock_.Now()));
+  event.set_type(type);
+  event.set_detail(std::move(detail));
+  auto append = [this, event]() mutable {
+    absl::Status st = store_.AppendEvent(event);
+    return std::make_pair(st, event);
+  };
+  auto [st, written] = co_await Blocking(std::move(append));
+  if (st.ok()) {
+    events_.Publish(written);
+  }
+  co_return st;
+}
+
+void GrantManager::NoteSuccess() {
+  consecutive_transient_ = 0;
+  if (!breaker_open_ && !credentials_rejected_) {
+    return;
+  }
+  CB_LOG(NOTICE) << "Mollie's token endpoint works again; refreshing resumes";
+  breaker_open_ = false;
+  credentials_rejected_ = false;
+  breaker_interval_ = std::chrono::milliseconds(0);
+  credentials_interval_ = std::chrono::milliseconds(0);
+  {
+    std::lock_guard lock(pause_mu_);
+    stat_pause_reason_.clear();
+  }
+  // Grants that failed during the outage retry now (under the rate limit), not at the end of
+  // their individual backoff.
+  WallTime now = clock_.Now();
+  for (auto& [org, g] : grants_) {
+    if (!g->flight && g->stored.record.status() == storage::GRANT_STATUS_REFRESH_FAILING) {
+      ScheduleAt(org, now);
+    }
+  }
+}
+
+void GrantManager::NoteTransientFailure(MonoTime now) {
+  ++consecutive_transient_;
+  if (breaker_open_) {
+    breaker_interval_ = std::min(options_.breaker_probe_max, breaker_interval_ * 2);
+    breaker_retry_at_ = now + breaker_interval_;
+    return;
+  }
+  if (consecutive_transient_ >= options_.breaker_failures) {
+    breaker_open_ = true;
+    breaker_interval_ = options_.breaker_probe_initial;
+    breaker_retry_at_ = now + breaker_interval_;
+    CB_LOG(ERROR) << consecutive_transient_
+                  << " refreshes failed in a row: circuit breaker open, probing every "
+                  << breaker_interval_.count() << "ms until Mollie answers again";
+    std::lock_guard lock(pause_mu_);
+    stat_pause_reason_ = PauseReason(now);
+  }
+}
+
+void GrantManager::NoteCredentialsRejected(MonoTime now) {
+  if (credentials_rejected_) {
+    credentials_interval_ = std::min(options_.credentials_pause * 16, credentials_interval_ * 2);
+    credentials_retry_at_ = now + credentials_interval_;
+    return;
+  }
+  credentials_rejected_ = true;
+  credentials_interval_ = options_.credentials_pause;
+  credentials_retry_at_ = now + credentials_interval_;
+  CB_LOG(ERROR) << "Mollie rejected the app's client credentials (invalid_client): refreshing "
+                   "paused for every merchant; check mollie.client_id and the client secret file";
+  {
+    std::lock_guard lock(pause_mu_);
+    stat_pause_reason_ = PauseReason(now);
+  }
+  asio::co_spawn(loop_,
+                 AppEvent(storage::EVENT_TYPE_APP_CREDENTIALS_REJECTED,
+                          "Mollie rejected the app's client credentials (invalid_client); "
+                          "refreshing paused"),
+                 [](std::exception_ptr e, absl::Status) { internal::LogEscaped(e, "event"); });
+}
+
+bool GrantManager::NoteInvalidGrantIsBurst(MonoTime now) {
+  invalid_grants_.push_back(now);
+  while (!invalid_grants_.empty() &&
+         now - invalid_grants_.front() > options_.mass_invalid_grant_window) {
+    invalid_grants_.pop_front();
+  }
+  bool burst = static_cast<int>(invalid_grants_.size()) > options_.mass_invalid_grant_threshold;
+  if (burst && !mass_invalid_grant_) {
+    CB_LOG(ERROR) << invalid_grants_.size() << " merchants' refresh tokens were rejected within "
+                  << options_.mass_invalid_grant_window.count()
+                  << "s: treating this as an app or Mollie problem, not marking more merchants "
+                     "as lost";
+    asio::co_spawn(loop_,
+                   AppEvent(storage::EVENT_TYPE_MASS_INVALID_GRANT,
+                            StrCat(invalid_grants_.size(), " invalid_grant answers within ",
+                                   options_.mass_invalid_grant_window.count(), "s")),
+                   [](std::exception_ptr e, absl::Status) { internal::LogEscaped(e, "event"); });
+  }
+  mass_invalid_grant_ = burst;
+  return burst;
 }
 
 asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
@@ -322,7 +542,8 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
   // Tokens from an earlier refresh that could not be written go to disk before anything else.
   if (g->unpersisted) {
     StoredGrant pending = *g->unpersisted;
-    absl::Status st = co_await Persist(g, pending.record, pending.secrets);
+    absl::Status st = co_await Persist(g, pending.record, pending.secrets,
+                                       storage::EVENT_TYPE_REFRESHED, "written after a retry");
     if (!st.ok()) {
       CB_LOG(ERROR) << "refresh " << org << ": store still refuses the new tokens: " << st;
       ScheduleAt(org, clock_.Now() + BackoffDelay(2, options_.policy, Jitter(), std::nullopt));
@@ -342,71 +563,78 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
   if (g->deleted) {
     co_return absl::NotFoundError(StrCat("merchant ", org, " was deleted"));
   }
-
-  if (reply.ok()) {
-    const WallTime now = clock_.Now();
-    GrantRecord r = before.record;
-    WallTime expires = sent_at + reply->expires_in;
-    r.set_status(storage::GRANT_STATUS_ACTIVE);
-    r.set_access_token_issued_at_ms(ToUnixMillis(sent_at));
-    r.set_access_token_expires_at_ms(ToUnixMillis(expires));
-    r.set_last_refresh_at_ms(ToUnixMillis(now));
-    r.set_last_refresh_outcome("ok");
-    r.set_consecutive_failures(0);
-    r.set_refresh_count(r.refresh_count() + 1);
-    if (!reply->scopes.empty()) {
-      r.clear_scopes();
-      for (auto& s : reply->scopes) {
-        r.add_scopes(s);
-      }
-    }
-    r.set_next_refresh_at_ms(
-        ToUnixMillis(ComputeRefreshAt(sent_at, expires, options_.policy, Jitter())));
-    GrantSecretsPlain secrets;
-    secrets.access_token = reply->access_token;
-    // Mollie returns the same refresh token today; whatever comes back is what we keep.
-    secrets.refresh_token =
-        reply->refresh_token.empty() ? before.secrets.refresh_token : reply->refresh_token;
-
-    absl::Status st = co_await Persist(g, r, secrets);
-    if (st.code() == absl::StatusCode::kAborted || st.code() == absl::StatusCode::kNotFound) {
-      // Someone else wrote the grant meanwhile (re-onboarding, admin). Theirs wins; re-read.
-      auto get = [this, org] { return store_.Get(org); };
-      auto fresh = co_await Blocking(std::move(get));
-      if (fresh.ok()) {
-        g->stored = *std::move(fresh);
-        Publish(*g);
-        if (!IsTerminal(g->stored.record.status())) {
-          ScheduleAt(org, FromUnixMillis(g->stored.record.next_refresh_at_ms()));
-        }
-      }
-      co_return absl::OkStatus();
-    }
-    if (!st.ok()) {
-      // Durable before visible: keep serving the old token, hold the new ones in memory and
-      // write them before anything else happens to this grant.
-      CB_LOG(ERROR) << "refresh " << org << ": Mollie issued new tokens but the store failed: "
-                    << st << "; retrying the write";
-      ++stat_failed_;
-      StoredGrant pending{r, secrets};
-      g->unpersisted = std::move(pending);
-      ScheduleAt(org, now + BackoffDelay(1, options_.policy, Jitter(), std::nullopt));
-      co_return absl::UnavailableError("storage failed; new tokens not yet durable");
-    }
-    ++stat_ok_;
-    Publish(*g);
-    ScheduleAt(org, FromUnixMillis(r.next_refresh_at_ms()));
-    CB_LOG(INFO) << "refreshed " << org << " (generation " << g->stored.record.generation()
-                 << ", expires in "
-                 << std::chrono::duration_cast<std::chrono::seconds>(expires - now).count()
-                 << "s)";
-    co_return absl::OkStatus();
+  if (!reply.ok()) {
+    ++stat_failed_;
+    co_return co_await OnRefreshFailed(g, before, reply.status());
   }
 
-  ++stat_failed_;
-  const absl::Status& err = reply.status();
-  GrantRecord r = before.record;
+  NoteSuccess();
   const WallTime now = clock_.Now();
+  GrantRecord r = before.record;
+  WallTime expires = sent_at + reply->expires_in;
+  r.set_status(storage::GRANT_STATUS_ACTIVE);
+  r.set_access_token_issued_at_ms(ToUnixMillis(sent_at));
+  r.set_access_token_expires_at_ms(ToUnixMillis(expires));
+  r.set_last_refresh_at_ms(ToUnixMillis(now));
+  r.set_last_refresh_outcome("ok");
+  r.set_consecutive_failures(0);
+  r.set_refresh_count(r.refresh_count() + 1);
+  if (!reply->scopes.empty()) {
+    r.clear_scopes();
+    for (auto& s : reply->scopes) {
+      r.add_scopes(s);
+    }
+  }
+  r.set_next_refresh_at_ms(
+      ToUnixMillis(ComputeRefreshAt(sent_at, expires, options_.policy, Jitter())));
+  GrantSecretsPlain secrets;
+  secrets.access_token = reply->access_token;
+  // Mollie returns the same refresh token today; whatever comes back is what we keep.
+  secrets.refresh_token =
+      reply->refresh_token.empty() ? before.secrets.refresh_token : reply->refresh_token;
+
+  absl::Status st = co_await Persist(g, r, secrets, storage::EVENT_TYPE_REFRESHED,
+                                     StrCat("expires in ", reply->expires_in.count(), "s"));
+  if (st.code() == absl::StatusCode::kAborted || st.code() == absl::StatusCode::kNotFound) {
+    // Someone else wrote the grant meanwhile (re-onboarding, revoke). Theirs wins; re-read.
+    auto get = [this, org] { return store_.Get(org); };
+    auto fresh = co_await Blocking(std::move(get));
+    if (fresh.ok()) {
+      g->stored = *std::move(fresh);
+      Publish(*g);
+      if (!IsTerminal(g->stored.record.status())) {
+        ScheduleAt(org, FromUnixMillis(g->stored.record.next_refresh_at_ms()));
+      }
+    }
+    co_return absl::OkStatus();
+  }
+  if (!st.ok()) {
+    // Durable before visible: keep serving the old token, hold the new ones in memory and
+    // write them before anything else happens to this grant.
+    CB_LOG(ERROR) << "refresh " << org << ": Mollie issued new tokens but the store failed: "
+                  << st << "; retrying the write";
+    ++stat_failed_;
+    r.set_generation(before.record.generation());
+    g->unpersisted = StoredGrant{r, secrets};
+    ScheduleAt(org, now + BackoffDelay(1, options_.policy, Jitter(), std::nullopt));
+    co_return absl::UnavailableError("storage failed; new tokens not yet durable");
+  }
+  ++stat_ok_;
+  Publish(*g);
+  ScheduleAt(org, FromUnixMillis(r.next_refresh_at_ms()));
+  CB_LOG(INFO) << "refreshed " << org << " (generation " << g->stored.record.generation()
+               << ", expires in "
+               << std::chrono::duration_cast<std::chrono::seconds>(expires - now).count()
+               << "s)";
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::Status> GrantManager::OnRefreshFailed(GrantPtr g, StoredGrant before,
+                                                            absl::Status err) {
+  const std::string org = before.record.organization_id();
+  const WallTime now = clock_.Now();
+  const MonoTime mono_now = clock_.MonotonicNow();
+  GrantRecord r = before.record;
   r.set_last_refresh_at_ms(ToUnixMillis(now));
   r.set_last_refresh_outcome(Outcome(err));
 
@@ -423,43 +651,59 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
       }
       co_return absl::OkStatus();
     }
-    r.set_status(storage::GRANT_STATUS_NEEDS_REAUTHORIZATION);
-    r.set_consecutive_failures(r.consecutive_failures() + 1);
-    r.set_next_refresh_at_ms(0);
-    CB_LOG(WARNING) << "merchant " << org
-                    << " needs to reauthorize: Mollie rejected its refresh token (" << err.message()
-                    << ")";
-    absl::Status st = co_await Persist(g, r, before.secrets);
-    if (!st.ok()) {
-      CB_LOG(ERROR) << "refresh " << org << ": could not record NEEDS_REAUTHORIZATION: " << st;
-      g->stored.record.set_status(storage::GRANT_STATUS_NEEDS_REAUTHORIZATION);
-      g->stored.record.set_last_refresh_outcome(Outcome(err));
+    if (!NoteInvalidGrantIsBurst(mono_now)) {
+      r.set_status(storage::GRANT_STATUS_NEEDS_REAUTHORIZATION);
+      r.set_consecutive_failures(r.consecutive_failures() + 1);
+      r.set_next_refresh_at_ms(0);
+      CB_LOG(WARNING) << "merchant " << org
+                      << " needs to reauthorize: Mollie rejected its refresh token ("
+                      << err.message() << ")";
+      absl::Status st = co_await Persist(g, r, before.secrets,
+                                         storage::EVENT_TYPE_NEEDS_REAUTHORIZATION,
+                                         r.last_refresh_outcome());
+      if (!st.ok()) {
+        CB_LOG(ERROR) << "refresh " << org << ": could not record NEEDS_REAUTHORIZATION: " << st;
+        g->stored.record.set_status(storage::GRANT_STATUS_NEEDS_REAUTHORIZATION);
+        g->stored.record.set_last_refresh_outcome(r.last_refresh_outcome());
+      }
+      queue_.Remove(org);
+      Publish(*g);
+      co_return TerminalError(g->stored.record);
     }
-    Publish(*g);
-    co_return TerminalError(g->stored.record);
-  }
-
-  // Transient (network, 5xx, 429, garbled reply) or app-wide (invalid_client): keep the grant
-  // and its current tokens, back off, try again. Never mark the merchant lost for these.
-  if (err.code() == absl::StatusCode::kUnauthenticated) {
-    CB_LOG(ERROR) << "Mollie rejected the app's client credentials (invalid_client) while "
-                     "refreshing "
-                  << org << "; check mollie.client_id and the client secret file";
+    // Part of a burst: handled like a transient failure below, the merchant is not marked lost.
+    r.set_last_refresh_outcome(
+        StrCat("invalid_grant during a burst across merchants (not marked lost): ",
+               err.message()));
+  } else if (err.code() == absl::StatusCode::kUnauthenticated) {
+    // invalid_client: an app-wide problem; the merchant's grant is fine.
+    NoteCredentialsRejected(mono_now);
   } else {
+    NoteTransientFailure(mono_now);
     CB_LOG(WARNING) << "refresh " << org << " failed: " << err;
   }
+
+  // Keep the grant and its current tokens, back off, try again.
   uint32_t failures = r.consecutive_failures() + 1;
   r.set_consecutive_failures(failures);
+  const bool first_failure = r.status() != storage::GRANT_STATUS_REFRESH_FAILING;
   r.set_status(storage::GRANT_STATUS_REFRESH_FAILING);
   WallTime retry_at = now + BackoffDelay(static_cast<int>(failures), options_.policy, Jitter(),
                                          mollie::RetryAfter(err));
   r.set_next_refresh_at_ms(ToUnixMillis(retry_at));
-  absl::Status st = co_await Persist(g, r, before.secrets);
+  // One event when a grant starts failing, not one per retry (an outage would flood the log).
+  absl::Status st = co_await Persist(
+      g, r, before.secrets,
+      first_failure ? storage::EVENT_TYPE_REFRESH_FAILED : storage::EVENT_TYPE_UNSPECIFIED,
+      r.last_refresh_outcome());
   if (!st.ok()) {
     CB_LOG(WARNING) << "refresh " << org << ": could not record the failure: " << st;
   }
   Publish(*g);
   ScheduleAt(org, retry_at);
+  if (err.code() == absl::StatusCode::kUnauthenticated) {
+    co_return absl::UnavailableError(
+        "Mollie rejected the app's client credentials (invalid_client); refreshing paused");
+  }
   co_return absl::UnavailableError(StrCat("refresh of ", org, " failed: ", err.message()));
 }
 
@@ -487,20 +731,21 @@ void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseco
     done(TerminalError(r));
     return;
   }
-  const auto required =
-      std::max<std::chrono::milliseconds>(min_ttl, options_.min_serve_ttl);
+  const auto required = std::max<std::chrono::milliseconds>(min_ttl, options_.min_serve_ttl);
   if (snap->expires_at - clock_.Now() >= required) {
     done(std::move(snap));  // the hot path: no loop hop, no store read
     return;
   }
   // Needs a fresh token: join (or start) the refresh on the loop.
   asio::post(loop_, [this, org, required, done = std::move(done)]() mutable {
-    StartRefresh(org, false, [this, org, required, done = std::move(done)](absl::Status s) {
+    StartRefresh(org, Trigger::kCaller, [this, org, required,
+                                         done = std::move(done)](absl::Status s) {
       TokenSnapshotPtr now_snap = cache_.Find(org);
       if (now_snap && IsTerminal(now_snap->status)) {
-        done(s.ok() ? absl::FailedPreconditionError(StrCat(
-                          "merchant ", org, " needs to reauthorize"))
-                    : s);
+        done(s.code() == absl::StatusCode::kFailedPrecondition
+                 ? s
+                 : absl::FailedPreconditionError(
+                       StrCat("merchant ", org, " needs to reauthorize or was revoked")));
         return;
       }
       auto left = now_snap ? now_snap->expires_at - clock_.Now() : WallTime::duration::zero();
@@ -518,15 +763,15 @@ void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseco
         done(s);
         return;
       }
-      done(absl::UnavailableError(StrCat("no access token valid long enough for ", org,
-                                               ": ", s.message())));
+      done(absl::UnavailableError(
+          StrCat("no access token valid long enough for ", org, ": ", s.message())));
     });
   });
 }
 
 void GrantManager::RefreshNow(const std::string& org, RecordCallback done) {
   asio::post(loop_, [this, org, done = std::move(done)]() mutable {
-    StartRefresh(org, false, [this, org, done = std::move(done)](absl::Status s) {
+    StartRefresh(org, Trigger::kAdmin, [this, org, done = std::move(done)](absl::Status s) {
       auto it = grants_.find(org);
       if (!s.ok()) {
         done(s);
@@ -539,224 +784,6 @@ void GrantManager::RefreshNow(const std::string& org, RecordCallback done) {
   });
 }
 
-absl::StatusOr<BeginAuthorizationResult> GrantManager::BeginAuthorization(
-    const BeginAuthorizationParams& p) {
-  if (!p.account_ref.empty()) {
-    RETURN_IF_ERROR(ValidateAccountRef(p.account_ref));
-  }
-  mollie::AuthorizeParams a;
-  a.base_url = options_.authorize_base_url;
-  a.client_id = options_.client_id;
-  a.redirect_uri = options_.redirect_uri;
-  a.scopes = p.scopes.empty() ? options_.default_scopes : p.scopes;
-  for (const auto& s : a.scopes) {
-    RETURN_IF_ERROR(mollie::ValidateScope(s));
-  }
-  // The broker learns who connected from GET /v2/organizations/me, which needs this scope.
-  if (std::find(a.scopes.begin(), a.scopes.end(), kOrganizationsRead) == a.scopes.end()) {
-    a.scopes.push_back(kOrganizationsRead);
-  }
-  if (p.approval_prompt == "force") {
-    a.approval_prompt = mollie::ApprovalPrompt::kForce;
-  } else if (p.approval_prompt == "auto") {
-    a.approval_prompt = mollie::ApprovalPrompt::kAuto;
-  } else if (!p.approval_prompt.empty()) {
-    return absl::InvalidArgumentError("approval_prompt must be auto or force");
-  }
-  if (!p.locale.empty()) {
-    RETURN_IF_ERROR(mollie::ValidateLocale(p.locale));
-    a.locale = p.locale;
-  }
-  if (p.landing_page == "login") {
-    a.landing_page = mollie::LandingPage::kLogin;
-  } else if (p.landing_page == "signup") {
-    a.landing_page = mollie::LandingPage::kSignup;
-  } else if (!p.landing_page.empty()) {
-    return absl::InvalidArgumentError("landing_page must be login or signup");
-  }
-  // 256 random bits: unguessable, single use, short-lived (the CSRF defence of the callback).
-  a.state = random_.Base64Url(32);
-  RETURN_IF_ERROR(mollie::ValidateAuthorizeParams(a));
-
-  WallTime now = clock_.Now();
-  storage::PendingAuthorization pending;
-  pending.set_schema_version(1);
-  pending.set_account_ref(p.account_ref);
-  for (const auto& s : a.scopes) {
-    pending.add_scopes(s);
-  }
-  pending.set_redirect_uri(options_.redirect_uri);
-  pending.set_created_at_ms(ToUnixMillis(now));
-  pending.set_expires_at_ms(ToUnixMillis(now + options_.state_ttl));
-  RETURN_IF_ERROR(store_.PutPending(a.state, pending));
-  // Opportunistic clean-up of abandoned consents.
-  (void)store_.PurgeExpiredPending(now);
-
-  BeginAuthorizationResult result;
-  result.authorize_url = mollie::BuildAuthorizeUrl(a);
-  result.state = a.state;
-  result.expires_at = now + options_.state_ttl;
-  return result;
-}
-
-absl::Status GrantManager::AbandonAuthorization(const std::string& state) {
-  if (state.empty() || state.size() > 512) {
-    return absl::InvalidArgumentError("missing or oversized state");
-  }
-  auto taken = store_.TakePending(state, clock_.Now());
-  if (taken.ok()) {
-    return absl::OkStatus();
-  }
-  if (taken.status().code() == absl::StatusCode::kDeadlineExceeded) {
-    return absl::NotFoundError("the authorization request expired");
-  }
-  return taken.status();
-}
-
-void GrantManager::CompleteAuthorization(std::string code, std::string state,
-                                         RecordCallback done) {
-  asio::co_spawn(loop_, Complete(std::move(code), std::move(state)),
-                 [done = std::move(done)](std::exception_ptr e,
-                                          absl::StatusOr<GrantRecord> result) {
-                   if (e) {
-                     LogEscaped(e, "complete authorization");
-                     result = absl::InternalError("onboarding failed unexpectedly");
-                   }
-                   done(std::move(result));
-                 });
-}
-
-asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Complete(std::string code,
-                                                                    std::string state) {
-  if (state.empty()) {
-    co_return absl::InvalidArgumentError("missing state");
-  }
-  if (code.empty()) {
-    co_return absl::InvalidArgumentError("missing code");
-  }
-  if (state.size() > 512 || code.size() > 512) {
-    co_return absl::InvalidArgumentError("oversized code or state");
-  }
-  // Single use: the state is consumed whatever happens next.
-  auto take = [this, state] { return store_.TakePending(state, clock_.Now()); };
-  auto pending = co_await Blocking(std::move(take));
-  if (!pending.ok()) {
-    if (pending.status().code() == absl::StatusCode::kDeadlineExceeded) {
-      co_return absl::NotFoundError(
-          "the authorization request expired; start the onboarding again");
-    }
-    if (pending.status().code() == absl::StatusCode::kNotFound) {
-      co_return absl::NotFoundError(
-          "unknown or already used authorization state; start the onboarding again");
-    }
-    co_return pending.status();
-  }
-
-  const WallTime sent_at = clock_.Now();
-  SecretString secret_code(std::move(code));
-  auto tokens = co_await mollie_.ExchangeCode(secret_code, pending->redirect_uri());
-  if (!tokens.ok()) {
-    CB_LOG(WARNING) << "code exchange failed: " << tokens.status();
-    if (tokens.status().code() == absl::StatusCode::kFailedPrecondition) {
-      co_return absl::FailedPreconditionError(StrCat(
-          "Mollie rejected the authorization code: ", tokens.status().message()));
-    }
-    if (tokens.status().code() == absl::StatusCode::kUnauthenticated) {
-      co_return absl::UnavailableError(
-          "Mollie rejected the app's client credentials (invalid_client)");
-    }
-    co_return absl::UnavailableError(
-        StrCat("code exchange with Mollie failed: ", tokens.status().message()));
-  }
-  if (tokens->refresh_token.empty()) {
-    co_return absl::UnavailableError("Mollie's token reply carried no refresh token");
-  }
-  auto org = co_await mollie_.GetCurrentOrganization(tokens->access_token);
-  if (!org.ok()) {
-    CB_LOG(WARNING) << "GET /v2/organizations/me after code exchange failed: " << org.status();
-    co_return absl::UnavailableError(
-        StrCat("could not learn the organization: ", org.status().message()));
-  }
-  if (absl::Status v = ValidateOrganizationId(org->id); !v.ok()) {
-    co_return absl::UnavailableError("Mollie returned a malformed organization id");
-  }
-
-  const WallTime now = clock_.Now();
-  const WallTime expires = sent_at + tokens->expires_in;
-  GrantRecord r;
-  r.set_schema_version(1);
-  r.set_organization_id(org->id);
-  r.set_organization_name(org->name);
-  r.set_account_ref(pending->account_ref());
-  if (tokens->scopes.empty()) {
-    *r.mutable_scopes() = pending->scopes();
-  } else {
-    for (const auto& s : tokens->scopes) {
-      r.add_scopes(s);
-    }
-  }
-  r.set_redirect_uri(pending->redirect_uri());
-  r.set_status(storage::GRANT_STATUS_ACTIVE);
-  r.set_access_token_issued_at_ms(ToUnixMillis(sent_at));
-  r.set_access_token_expires_at_ms(ToUnixMillis(expires));
-  r.set_last_refresh_at_ms(ToUnixMillis(now));
-  r.set_last_refresh_outcome("ok");
-  r.set_next_refresh_at_ms(
-      ToUnixMillis(ComputeRefreshAt(sent_at, expires, options_.policy, Jitter())));
-  r.set_created_at_ms(ToUnixMillis(now));
-  GrantSecretsPlain secrets{tokens->access_token, tokens->refresh_token};
-
-  auto it = grants_.find(org->id);
-  absl::Status st;
-  GrantPtr g;
-  if (it != grants_.end() && !it->second->deleted) {
-    // Re-onboarding: the new authorization replaces the old grant atomically (CAS).
-    g = it->second;
-    r.set_created_at_ms(g->stored.record.created_at_ms());
-    r.set_refresh_count(g->stored.record.refresh_count());
-    if (r.account_ref().empty()) {
-      r.set_account_ref(g->stored.record.account_ref());
-    }
-    g->unpersisted.reset();
-    st = co_await Persist(g, r, secrets);
-  } else {
-    g = std::make_shared<Grant>();
-    r.set_generation(1);
-    r.set_updated_at_ms(ToUnixMillis(now));
-    auto insert = [this, r, secrets] { return store_.Put(r, secrets, std::nullopt); };
-    st = co_await Blocking(std::move(insert));
-    if (st.ok()) {
-      g->stored = StoredGrant{r, secrets};
-    }
-  }
-  if (!st.ok()) {
-    CB_LOG(ERROR) << "storing the grant of " << org->id << " failed: " << st;
-    if (st.code() == absl::StatusCode::kAlreadyExists) {
-      co_return absl::AlreadyExistsError(StrCat(
-          "account_ref ", r.account_ref(), " is already connected to another organization"));
-    }
-    co_return absl::UnavailableError(StrCat("could not store the grant: ", st.message()));
-  }
-  grants_[org->id] = g;
-  stat_grants_ = grants_.size();
-  Publish(*g);
-  ScheduleAt(org->id, FromUnixMillis(g->stored.record.next_refresh_at_ms()));
-  CB_LOG(NOTICE) << "onboarded " << org->id << " (" << org->name << ")"
-                 << (r.account_ref().empty() ? "" : " as account_ref " + r.account_ref());
-  co_return g->stored.record;
-}
-
-absl::StatusOr<GrantRecord> GrantManager::GetMerchant(const std::string& org) {
-  ASSIGN_OR_RETURN(StoredGrant sg, store_.Get(org));
-  return std::move(sg.record);
-}
-
-absl::StatusOr<storage::ListPage> GrantManager::ListMerchants(storage::GrantStatus status,
-                                                              int page_size,
-                                                              const std::string& page_token) {
-  return store_.List(status, page_size, page_token);
-}
-
 ManagerStats GrantManager::Stats() const {
   ManagerStats s;
   s.grants = stat_grants_;
@@ -764,6 +791,9 @@ ManagerStats GrantManager::Stats() const {
   s.refreshes_in_flight = stat_in_flight_;
   s.refreshes_ok = stat_ok_;
   s.refreshes_failed = stat_failed_;
+  std::lock_guard lock(pause_mu_);
+  s.pause_reason = stat_pause_reason_;
+  s.paused = !s.pause_reason.empty();
   return s;
 }
 

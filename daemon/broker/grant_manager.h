@@ -11,13 +11,24 @@
 // not met and an admin's force refresh all join the one call in flight. Scheduled refreshes are
 // bounded by a concurrency cap and a token bucket.
 //
+// Admission: every refresh (scheduled or on demand) takes a token from one token bucket and a
+// slot under one concurrency cap; on-demand refreshes go first. A circuit breaker stops all
+// refreshing after a run of transient failures across grants and probes with one grant at a time;
+// Mollie rejecting the app's credentials (invalid_client) pauses refreshing app-wide, and a burst
+// of invalid_grant across many merchants stops the broker from marking merchants lost.
+// Every state change is written with an event in the same synced batch and then published to the
+// EventHub. The refresh policy is documented in docs/refresh-policy.md.
+//
 // Status codes: NotFound (unknown merchant or state), InvalidArgument, FailedPrecondition
-// (merchant must reauthorize / Mollie rejected the code), Unavailable (Mollie or storage failing;
-// the message says why), AlreadyExists (account_ref held by another organization).
+// (merchant must reauthorize / was revoked / Mollie rejected the code), Unavailable (Mollie or
+// storage failing, refreshing paused; the message says why), AlreadyExists (account_ref held by
+// another organization).
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +41,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "absl/status/statusor.h"
+#include "daemon/broker/event_hub.h"
 #include "daemon/broker/refresh_policy.h"
 #include "daemon/broker/refresh_queue.h"
 #include "daemon/broker/token_cache.h"
@@ -53,6 +65,23 @@ struct GrantManagerOptions {
   std::string redirect_uri;
   std::vector<std::string> default_scopes;
   std::chrono::seconds state_ttl{600};
+  // On-demand refreshes (min_ttl, proxied 401) of one grant at most this often; a caller asking
+  // again sooner gets the current token or UNAVAILABLE, never a new token-endpoint call.
+  std::chrono::seconds min_on_demand_interval{10};
+  // Circuit breaker: this many transient failures in a row (across grants) open it; it then lets
+  // one probe through after probe_initial, doubling up to probe_max while probes fail.
+  int breaker_failures = 20;
+  std::chrono::milliseconds breaker_probe_initial{2000};
+  std::chrono::milliseconds breaker_probe_max{60000};
+  // invalid_client pauses refreshing for this long before one probe (doubling up to 16x).
+  std::chrono::milliseconds credentials_pause{30000};
+  // More than this many invalid_grant answers within the window is treated as an app or Mollie
+  // problem: no merchant is marked lost until the window has been quiet again.
+  int mass_invalid_grant_threshold = 10;
+  std::chrono::seconds mass_invalid_grant_window{60};
+  // Event log retention.
+  size_t events_keep = 1000000;
+  std::chrono::hours events_max_age{24 * 7};
 };
 
 // Names a merchant by organization id or by the platform's account_ref (exactly one is set).
@@ -81,6 +110,8 @@ struct ManagerStats {
   int refreshes_in_flight = 0;
   uint64_t refreshes_ok = 0;
   uint64_t refreshes_failed = 0;
+  bool paused = false;
+  std::string pause_reason;
 };
 
 class GrantManager {
@@ -120,6 +151,20 @@ class GrantManager {
   absl::StatusOr<storage::ListPage> ListMerchants(storage::GrantStatus status, int page_size,
                                                   const std::string& page_token);
 
+  // Revokes the grant at Mollie, then forgets its tokens (status REVOKED). Waits for a refresh in
+  // flight first, so that refresh cannot resurrect the grant.
+  void RevokeMerchant(const std::string& organization_id, RecordCallback done);
+  // Forgets the grant entirely (no call to Mollie). Waits for a refresh in flight first.
+  void DeleteMerchant(const std::string& organization_id, std::function<void(absl::Status)> done);
+  // Adopts an existing refresh token (e.g. from a system being replaced): refreshes it once to
+  // prove it valid and learns the organization; then it is a grant like any other.
+  void ImportGrant(SecretString refresh_token, std::string redirect_uri, std::string account_ref,
+                   RecordCallback done);
+
+  EventHub& events() { return events_; }
+  absl::StatusOr<std::vector<storage::EventRecord>> ReadEvents(uint64_t after_sequence, int max);
+  absl::StatusOr<uint64_t> OldestEventSequence();
+
   // Counters, read on any thread (approximate while the loop runs).
   ManagerStats Stats() const;
 
@@ -129,18 +174,49 @@ class GrantManager {
   using GrantPtr = std::shared_ptr<Grant>;
   using FlightWaiter = std::function<void(absl::Status)>;
 
+  enum class Trigger { kScheduled, kCaller, kAdmin };
+
   // Loop only.
-  void StartRefresh(const std::string& organization_id, bool scheduled, FlightWaiter waiter);
+  void StartRefresh(const std::string& organization_id, Trigger trigger, FlightWaiter waiter);
+  void Launch(GrantPtr grant);
   boost::asio::awaitable<absl::Status> RunRefresh(GrantPtr grant);
+  boost::asio::awaitable<absl::Status> OnRefreshFailed(GrantPtr grant, storage::StoredGrant before,
+                                                       absl::Status error);
+  // Writes the grant (CAS on its generation, bumping it) and, if given, an event of `type` in the
+  // same batch; publishes the event after the write.
   boost::asio::awaitable<absl::Status> Persist(GrantPtr grant, storage::GrantRecord record,
-                                               storage::GrantSecretsPlain secrets);
+                                               storage::GrantSecretsPlain secrets,
+                                               storage::EventType type = storage::EVENT_TYPE_UNSPECIFIED,
+                                               std::string detail = "");
+  boost::asio::awaitable<absl::Status> AppEvent(storage::EventType type, std::string detail);
   boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> Complete(std::string code,
                                                                         std::string state);
+  boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> StoreNewGrant(
+      mollie::TokenResponse tokens, WallTime sent_at, std::string redirect_uri,
+      std::string account_ref, std::vector<std::string> requested_scopes);
+  boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> Revoke(std::string org);
+  boost::asio::awaitable<absl::Status> Delete(std::string org);
+  boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> Import(
+      SecretString refresh_token, std::string redirect_uri, std::string account_ref);
+  // Waits until `grant` has no refresh in flight (returns at once if none).
+  boost::asio::awaitable<void> WaitForFlight(GrantPtr grant);
   boost::asio::awaitable<void> SchedulerLoop();
+  boost::asio::awaitable<void> MaintenanceLoop();
+  // Launches the next probe while refreshing is paused, if one is due.
+  void MaybeProbe(MonoTime now);
+  // Fails every on-demand flight still waiting for admission.
+  void FailWaitingOnDemand(const absl::Status& status);
   void ScheduleAt(const std::string& organization_id, WallTime when);
   void Publish(const Grant& grant);
   void Kick();
   double Jitter();
+  // Admission state: why refreshing is paused right now ("" when it is not).
+  std::string PauseReason(MonoTime now) const;
+  void NoteSuccess();
+  void NoteTransientFailure(MonoTime now);
+  void NoteCredentialsRejected(MonoTime now);
+  // Records an invalid_grant; true when the burst threshold is exceeded (do not mark lost).
+  bool NoteInvalidGrantIsBurst(MonoTime now);
 
   template <typename F>
   boost::asio::awaitable<std::invoke_result_t<F&>> Blocking(F&& fn);
@@ -154,15 +230,31 @@ class GrantManager {
   Random& random_;
   GrantManagerOptions options_;
 
+  EventHub events_;
+
   // Loop-owned state.
   std::unordered_map<std::string, GrantPtr> grants_;
   RefreshQueue queue_;
+  // On-demand refreshes admitted but waiting for the bucket or a slot, oldest first.
+  std::deque<GrantPtr> on_demand_;
   TokenBucket bucket_;
   boost::asio::steady_timer timer_;
-  int scheduled_in_flight_ = 0;
-  int flights_ = 0;
+  boost::asio::steady_timer maintenance_timer_;
+  int running_ = 0;   // token-endpoint calls in flight
+  int flights_ = 0;   // flights created (running or waiting for admission)
   bool stopping_ = false;
   std::function<void()> drained_;
+  // Circuit breaker and app-wide pauses.
+  int consecutive_transient_ = 0;
+  bool breaker_open_ = false;
+  bool probe_in_flight_ = false;
+  MonoTime breaker_retry_at_{};
+  std::chrono::milliseconds breaker_interval_{0};
+  MonoTime credentials_retry_at_{};
+  std::chrono::milliseconds credentials_interval_{0};
+  bool credentials_rejected_ = false;
+  std::deque<MonoTime> invalid_grants_;
+  bool mass_invalid_grant_ = false;
 
   // Read by Stats() from other threads.
   std::atomic<size_t> stat_grants_{0};
@@ -170,6 +262,8 @@ class GrantManager {
   std::atomic<int> stat_in_flight_{0};
   std::atomic<uint64_t> stat_ok_{0};
   std::atomic<uint64_t> stat_failed_{0};
+  mutable std::mutex pause_mu_;
+  std::string stat_pause_reason_;  // guarded by pause_mu_
 };
 
 // "org_" followed by 1-64 letters or digits.

@@ -9,14 +9,14 @@ namespace connectbroker::rpc {
 namespace v1 = connectbroker::v1;
 using google::protobuf::util::TimeUtil;
 
-namespace {
-
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
                                     const absl::Status& status) {
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpc(status));
   return reactor;
 }
+
+namespace {
 
 void SetTime(int64_t unix_ms, google::protobuf::Timestamp* out) {
   if (unix_ms > 0) {
@@ -167,68 +167,6 @@ grpc::ServerUnaryReactor* OnboardingServiceImpl::CompleteAuthorization(
         ToMerchant(*result, response->mutable_merchant());
         reactor->Finish(grpc::Status::OK);
       });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::ListMerchants(
-    grpc::CallbackServerContext* context, const v1::ListMerchantsRequest* request,
-    v1::ListMerchantsResponse* response) {
-  if (request->page_size() < 0 || request->page_size() > 1000) {
-    return FinishNow(context, absl::InvalidArgumentError("page_size must be 0..1000"));
-  }
-  if (!v1::GrantStatus_IsValid(request->status())) {
-    return FinishNow(context, absl::InvalidArgumentError("unknown status filter"));
-  }
-  if (request->page_token().size() > 128) {
-    return FinishNow(context, absl::InvalidArgumentError("malformed page_token"));
-  }
-  auto page = manager_.ListMerchants(static_cast<storage::GrantStatus>(request->status()),
-                                     request->page_size() == 0 ? 100 : request->page_size(),
-                                     request->page_token());
-  if (!page.ok()) {
-    return FinishNow(context, page.status());
-  }
-  for (const auto& r : page->records) {
-    ToMerchant(r, response->add_merchants());
-  }
-  response->set_next_page_token(page->next_page_token);
-  return FinishNow(context, absl::OkStatus());
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::GetMerchant(grpc::CallbackServerContext* context,
-                                                        const v1::GetMerchantRequest* request,
-                                                        v1::Merchant* response) {
-  if (auto s = broker::ValidateOrganizationId(request->organization_id()); !s.ok()) {
-    return FinishNow(context, s);
-  }
-  auto record = manager_.GetMerchant(request->organization_id());
-  if (!record.ok()) {
-    if (record.status().code() == absl::StatusCode::kNotFound) {
-      return FinishNow(context, absl::NotFoundError(
-                                    StrCat("unknown merchant ", request->organization_id())));
-    }
-    return FinishNow(context, record.status());
-  }
-  ToMerchant(*record, response);
-  return FinishNow(context, absl::OkStatus());
-}
-
-grpc::ServerUnaryReactor* AdminServiceImpl::RefreshMerchant(
-    grpc::CallbackServerContext* context, const v1::RefreshMerchantRequest* request,
-    v1::Merchant* response) {
-  if (auto s = broker::ValidateOrganizationId(request->organization_id()); !s.ok()) {
-    return FinishNow(context, s);
-  }
-  auto* reactor = context->DefaultReactor();
-  manager_.RefreshNow(request->organization_id(),
-                      [reactor, response](absl::StatusOr<storage::GrantRecord> result) {
-                        if (!result.ok()) {
-                          reactor->Finish(ToGrpc(result.status()));
-                          return;
-                        }
-                        ToMerchant(*result, response);
-                        reactor->Finish(grpc::Status::OK);
-                      });
   return reactor;
 }
 

@@ -14,6 +14,9 @@
 namespace connectbroker::rpc {
 
 grpc::Status ToGrpc(const absl::Status& s);
+// Finishes a unary call at once with `status`.
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const absl::Status& status);
 // Record -> API message (no secrets: the record's encrypted blob is never copied).
 void ToMerchant(const storage::GrantRecord& r, connectbroker::v1::Merchant* out);
 
@@ -67,6 +70,22 @@ class AdminServiceImpl final : public connectbroker::v1::AdminService::CallbackS
       grpc::CallbackServerContext* context,
       const connectbroker::v1::RefreshMerchantRequest* request,
       connectbroker::v1::Merchant* response) override;
+  grpc::ServerUnaryReactor* RevokeMerchant(grpc::CallbackServerContext* context,
+                                           const connectbroker::v1::RevokeMerchantRequest* request,
+                                           connectbroker::v1::Merchant* response) override;
+  grpc::ServerUnaryReactor* ImportMerchant(grpc::CallbackServerContext* context,
+                                           const connectbroker::v1::ImportMerchantRequest* request,
+                                           connectbroker::v1::Merchant* response) override;
+  grpc::ServerUnaryReactor* DeleteMerchant(
+      grpc::CallbackServerContext* context,
+      const connectbroker::v1::DeleteMerchantRequest* request,
+      connectbroker::v1::DeleteMerchantResponse* response) override;
+  grpc::ServerWriteReactor<connectbroker::v1::Event>* WatchEvents(
+      grpc::CallbackServerContext* context,
+      const connectbroker::v1::WatchEventsRequest* request) override;
+  grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
+                                     const connectbroker::v1::GetStatsRequest* request,
+                                     connectbroker::v1::Stats* response) override;
 
  private:
   broker::GrantManager& manager_;

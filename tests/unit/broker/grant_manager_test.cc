@@ -123,6 +123,20 @@ class FakeMollie final : public mollie::MollieOAuthApi {
   asio::steady_timer gate_;
 };
 
+// Deterministic randomness for the manager: every sample lies in [0.5, 0.75), so backoff and
+// jitter are never zero; bytes differ from call to call, so OAuth states stay unique.
+class FakeRandom final : public Random {
+ public:
+  void Fill(std::span<uint8_t> out) override {
+    for (auto& b : out) {
+      b = static_cast<uint8_t>(0x80 | (counter_++ & 0x3f));
+    }
+  }
+
+ private:
+  std::atomic<uint32_t> counter_{0};
+};
+
 // The real store, with a switch that makes every grant write fail (disk full, I/O error).
 class FaultyStore final : public storage::GrantStore {
  public:
@@ -130,11 +144,11 @@ class FaultyStore final : public storage::GrantStore {
   std::atomic<bool> fail_puts{false};
 
   absl::Status Put(const storage::GrantRecord& r, const storage::GrantSecretsPlain& s,
-                   std::optional<uint64_t> g) override {
+                   std::optional<uint64_t> g, storage::EventRecord* e) override {
     if (fail_puts) {
       return absl::InternalError("injected: disk full");
     }
-    return inner_.Put(r, s, g);
+    return inner_.Put(r, s, g, e);
   }
   absl::StatusOr<storage::StoredGrant> Get(std::string_view o) override { return inner_.Get(o); }
   absl::StatusOr<std::string> FindByAccountRef(std::string_view a) override {
@@ -145,8 +159,18 @@ class FaultyStore final : public storage::GrantStore {
                                          std::string_view t) override {
     return inner_.List(s, n, t);
   }
-  absl::Status Delete(std::string_view o, std::optional<uint64_t> g) override {
-    return inner_.Delete(o, g);
+  absl::Status Delete(std::string_view o, std::optional<uint64_t> g,
+                      storage::EventRecord* e) override {
+    return inner_.Delete(o, g, e);
+  }
+  absl::Status AppendEvent(storage::EventRecord& e) override { return inner_.AppendEvent(e); }
+  absl::StatusOr<std::vector<storage::EventRecord>> ReadEvents(uint64_t after, int max) override {
+    return inner_.ReadEvents(after, max);
+  }
+  absl::StatusOr<uint64_t> OldestEventSequence() override { return inner_.OldestEventSequence(); }
+  absl::StatusOr<uint64_t> LastEventSequence() override { return inner_.LastEventSequence(); }
+  absl::StatusOr<int> TrimEvents(size_t keep, WallTime before) override {
+    return inner_.TrimEvents(keep, before);
   }
   absl::Status PutPending(std::string_view s, const storage::PendingAuthorization& p) override {
     return inner_.PutPending(s, p);
@@ -193,7 +217,7 @@ class GrantManagerTest : public ::testing::Test {
     o.default_scopes = {"payments.read"};
     o.min_serve_ttl = seconds(5);
     manager_ = std::make_unique<GrantManager>(loop_, pool_, *faulty_, *mollie_, *cache_, clock_,
-                                              random_, o);
+                                              fake_random_, o);
     ASSERT_THAT(manager_->Start(), IsOk());
     work_.emplace(asio::make_work_guard(loop_));
     thread_ = std::thread([this] { loop_.run(); });
@@ -263,6 +287,7 @@ class GrantManagerTest : public ::testing::Test {
   testing::TempDir dir_;
   testing::FakeClock clock_;
   CryptoRandom random_;
+  FakeRandom fake_random_;
   storage::KeyRing::Key key_;
   std::unique_ptr<storage::RocksDbGrantStore> store_;
   std::unique_ptr<FaultyStore> faulty_;
@@ -301,16 +326,17 @@ TEST_F(GrantManagerTest, RejectedCodeStoresNothing) {
 
 TEST_F(GrantManagerTest, ConcurrentCallersShareOneRefresh) {
   ASSERT_THAT(Onboard(), IsOk());
-  mollie_->Script(Tokens("access_second", "refresh_first", seconds(7200)));
+  mollie_->Script(Tokens("access_second", "refresh_first", seconds(3600)));
   mollie_->Hold();
-  // Every caller wants more than the current token's hour: all need the refresh.
+  // Half an hour later every caller wants 50 minutes: all need the refresh.
+  clock_.Advance(std::chrono::minutes(30));
   std::vector<std::future<absl::StatusOr<TokenSnapshotPtr>>> waiting;
   std::vector<std::thread> callers;
   std::mutex mu;
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
-        auto f = Token(std::chrono::minutes(61));
+        auto f = Token(std::chrono::minutes(50));
         std::lock_guard lock(mu);
         waiting.push_back(std::move(f));
       }
@@ -346,6 +372,7 @@ TEST_F(GrantManagerTest, RotatedRefreshTokenIsStoredAndUsedNext) {
 
 TEST_F(GrantManagerTest, TransientFailureKeepsServingTheCurrentToken) {
   ASSERT_THAT(Onboard(), IsOk());
+  clock_.Advance(std::chrono::minutes(40));
   mollie_->Script(absl::UnavailableError("connect to api.mollie.com:443 failed"));
   EXPECT_THAT(Refresh(), StatusIs(absl::StatusCode::kUnavailable));
   auto stored = store_->Get("org_42");
@@ -357,13 +384,42 @@ TEST_F(GrantManagerTest, TransientFailureKeepsServingTheCurrentToken) {
   auto t = Token(std::chrono::milliseconds(0)).get();
   ASSERT_THAT(t, IsOk());
   EXPECT_EQ((*t)->access_token.Reveal(), "access_first");
-  // A caller who needs more than the token has left gets UNAVAILABLE, never an expired token.
-  mollie_->Script(absl::UnavailableError("still down"));
-  EXPECT_THAT(Token(std::chrono::minutes(61)).get(), StatusIs(absl::StatusCode::kUnavailable));
-  clock_.Advance(seconds(3600));
+  // A caller who needs more than the token has left gets UNAVAILABLE, never an expired token,
+  // and does not cut the grant's backoff short (no call to Mollie).
+  int calls = mollie_->refresh_calls();
+  EXPECT_THAT(Token(std::chrono::minutes(30)).get(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(mollie_->refresh_calls(), calls);
+
+  clock_.Advance(seconds(1200));
   mollie_->Script(absl::UnavailableError("still down"));
   EXPECT_THAT(Token(std::chrono::milliseconds(0)).get(),
               StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(GrantManagerTest, CallersDoNotShortenTheBackoffOfAFailingGrant) {
+  ASSERT_THAT(Onboard(), IsOk());
+  clock_.Advance(std::chrono::minutes(40));
+  // A scheduled-like failure: the admin refresh fails and puts the grant in backoff.
+  mollie_->Script(absl::UnavailableError("503"));
+  EXPECT_THAT(Refresh(), StatusIs(absl::StatusCode::kUnavailable));
+  // Still inside the backoff: a caller is told when the next attempt is; Mollie is not called.
+  EXPECT_THAT(Token(std::chrono::minutes(30)).get(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("next attempt")));
+  EXPECT_EQ(mollie_->refresh_calls(), 1);
+}
+
+TEST_F(GrantManagerTest, OnDemandRefreshesOfOneGrantAreRateLimited) {
+  ASSERT_THAT(Onboard(), IsOk());
+  clock_.Advance(std::chrono::minutes(40));
+  mollie_->Script(Tokens("access_2", "refresh_first", seconds(1800)));
+  auto first = Token(std::chrono::minutes(25)).get();
+  ASSERT_THAT(first, IsOk());
+  EXPECT_EQ((*first)->access_token.Reveal(), "access_2");
+  // Another caller wants more than the new token has: no second call within the interval.
+  clock_.Advance(seconds(1));
+  EXPECT_THAT(Token(std::chrono::minutes(30)).get(),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("less than")));
+  EXPECT_EQ(mollie_->refresh_calls(), 1);
 }
 
 TEST_F(GrantManagerTest, InvalidGrantNeedsReauthorizationAndStopsCalling) {
