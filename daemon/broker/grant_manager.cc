@@ -89,6 +89,15 @@ absl::Status GrantManager::Start() {
     Publish(*g);
     if (!IsTerminal(r.status())) {
       WallTime when = FromUnixMillis(r.next_refresh_at_ms());
+      if (r.refresh_intent_at_ms() != 0) {
+        // The broker stopped while this grant's refresh was on the wire: its outcome is unknown.
+        // Replay it first (safe while Mollie returns the same refresh token, and with rotation
+        // an unused successor is replayed), before anything else happens to the grant.
+        g->ambiguous = true;
+        when = now;
+        CB_LOG(WARNING) << "refresh of " << r.organization_id()
+                        << " was interrupted (outcome unknown); replaying it";
+      }
       if (when <= now) {
         ++overdue;
       }
@@ -555,9 +564,22 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
     co_return absl::OkStatus();
   }
 
-  const StoredGrant before = g->stored;
   // Expiry counts from when the request was sent, not when the answer arrived.
   const WallTime sent_at = clock_.Now();
+  // Record the intent durably before the request leaves: if we crash before the outcome is
+  // stored, the restart knows this refresh is ambiguous and replays it first.
+  {
+    GrantRecord intent = g->stored.record;
+    intent.set_refresh_intent_at_ms(ToUnixMillis(sent_at));
+    absl::Status st = co_await Persist(g, intent, g->stored.secrets);
+    if (!st.ok()) {
+      CB_LOG(ERROR) << "refresh " << org << ": cannot record the refresh intent: " << st;
+      ScheduleAt(org, clock_.Now() + BackoffDelay(2, options_.policy, Jitter(), std::nullopt));
+      co_return absl::UnavailableError(
+          StrCat("storage is failing; not refreshing ", org, ": ", st.message()));
+    }
+  }
+  const StoredGrant before = g->stored;
   absl::StatusOr<mollie::TokenResponse> reply =
       co_await mollie_.Refresh(before.secrets.refresh_token, before.record.redirect_uri());
   if (g->deleted) {
@@ -565,13 +587,16 @@ asio::awaitable<absl::Status> GrantManager::RunRefresh(GrantPtr g) {
   }
   if (!reply.ok()) {
     ++stat_failed_;
-    co_return co_await OnRefreshFailed(g, before, reply.status());
+    absl::Status failed = co_await OnRefreshFailed(g, before, reply.status());
+    co_return failed;
   }
+  g->ambiguous = false;
 
   NoteSuccess();
   const WallTime now = clock_.Now();
   GrantRecord r = before.record;
   WallTime expires = sent_at + reply->expires_in;
+  r.set_refresh_intent_at_ms(0);
   r.set_status(storage::GRANT_STATUS_ACTIVE);
   r.set_access_token_issued_at_ms(ToUnixMillis(sent_at));
   r.set_access_token_expires_at_ms(ToUnixMillis(expires));
@@ -637,6 +662,16 @@ asio::awaitable<absl::Status> GrantManager::OnRefreshFailed(GrantPtr g, StoredGr
   GrantRecord r = before.record;
   r.set_last_refresh_at_ms(ToUnixMillis(now));
   r.set_last_refresh_outcome(Outcome(err));
+  // A reply that was lost after the request was sent (timeout, reset) leaves the outcome
+  // unknown: Mollie may have issued (and, with rotation, switched to) new tokens. The intent
+  // stays recorded and the next attempt is a replay of the same refresh token.
+  const bool ambiguous = err.code() == absl::StatusCode::kDeadlineExceeded ||
+                         err.code() == absl::StatusCode::kUnavailable;
+  if (!ambiguous) {
+    r.set_refresh_intent_at_ms(0);
+  }
+  const bool after_ambiguous = g->ambiguous;
+  g->ambiguous = ambiguous;
 
   if (err.code() == absl::StatusCode::kFailedPrecondition) {
     // invalid_grant. A racing writer may have stored a newer grant (re-onboarding): only if the
@@ -655,6 +690,14 @@ asio::awaitable<absl::Status> GrantManager::OnRefreshFailed(GrantPtr g, StoredGr
       r.set_status(storage::GRANT_STATUS_NEEDS_REAUTHORIZATION);
       r.set_consecutive_failures(r.consecutive_failures() + 1);
       r.set_next_refresh_at_ms(0);
+      if (after_ambiguous) {
+        // The replay after an unknown outcome was refused: Mollie rotated the token and its
+        // successor was lost with the reply. Nothing can recover it but a new consent.
+        r.set_last_refresh_outcome(StrCat("invalid_grant after a refresh whose reply was lost: ",
+                                          err.message()));
+        CB_LOG(ERROR) << "merchant " << org
+                      << " lost its grant: the replay after an interrupted refresh was refused";
+      }
       CB_LOG(WARNING) << "merchant " << org
                       << " needs to reauthorize: Mollie rejected its refresh token ("
                       << err.message() << ")";

@@ -32,6 +32,8 @@ struct GrantManager::Grant {
   // Set while a revoke or delete is under way: no new refresh may start.
   bool revoking = false;
   std::optional<MonoTime> last_on_demand;
+  // The last refresh's outcome is unknown (crash or lost reply): the next one is a replay.
+  bool ambiguous = false;
 };
 
 template <typename F>

@@ -21,6 +21,7 @@
 #include "tests/support/fake_clock.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace connectbroker::broker {
 namespace {
@@ -142,10 +143,16 @@ class FaultyStore final : public storage::GrantStore {
  public:
   explicit FaultyStore(storage::GrantStore& inner) : inner_(inner) {}
   std::atomic<bool> fail_puts{false};
+  // When >= 0: that many more grant writes succeed, then every one fails.
+  std::atomic<int> puts_left{-1};
 
   absl::Status Put(const storage::GrantRecord& r, const storage::GrantSecretsPlain& s,
                    std::optional<uint64_t> g, storage::EventRecord* e) override {
     if (fail_puts) {
+      return absl::InternalError("injected: disk full");
+    }
+    if (puts_left.load() >= 0 && puts_left.fetch_sub(1) <= 0) {
+      puts_left = 0;
       return absl::InternalError("injected: disk full");
     }
     return inner_.Put(r, s, g, e);
@@ -209,7 +216,9 @@ class GrantManagerTest : public ::testing::Test {
   }
 
   void StartManager() {
-    mollie_ = std::make_unique<FakeMollie>(loop_.get_executor());
+    if (!mollie_) {
+      mollie_ = std::make_unique<FakeMollie>(loop_.get_executor());
+    }
     cache_ = std::make_unique<TokenCache>();
     GrantManagerOptions o;
     o.client_id = "app_test";
@@ -445,17 +454,46 @@ TEST_F(GrantManagerTest, InvalidClientMarksNoMerchantLost) {
 TEST_F(GrantManagerTest, StoreFailureAfterRefreshNeverServesUndurableTokens) {
   ASSERT_THAT(Onboard(), IsOk());
   mollie_->Script(Tokens("access_new", "refresh_new", seconds(3600)));
-  faulty_->fail_puts = true;
+  // The intent is written, Mollie answers, then the disk fills up before the result is stored.
+  faulty_->puts_left = 1;
   EXPECT_THAT(Refresh(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(mollie_->refresh_calls(), 1);
   // Durable before visible: the old token is still what is served and stored.
   EXPECT_EQ((*Token(std::chrono::milliseconds(0)).get())->access_token.Reveal(), "access_first");
   EXPECT_EQ(store_->Get("org_42")->secrets.refresh_token.Reveal(), "refresh_first");
   // The store recovers: the held tokens are written without asking Mollie again.
-  faulty_->fail_puts = false;
+  faulty_->puts_left = -1;
   ASSERT_THAT(Refresh(), IsOk());
   EXPECT_EQ(mollie_->refresh_calls(), 1);
   EXPECT_EQ(store_->Get("org_42")->secrets.refresh_token.Reveal(), "refresh_new");
   EXPECT_EQ((*Token(std::chrono::milliseconds(0)).get())->access_token.Reveal(), "access_new");
+}
+
+TEST_F(GrantManagerTest, StoreFailureBeforeTheCallDoesNotCallMollie) {
+  ASSERT_THAT(Onboard(), IsOk());
+  faulty_->fail_puts = true;
+  EXPECT_THAT(Refresh(), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("storage")));
+  EXPECT_EQ(mollie_->refresh_calls(), 0);
+}
+
+TEST_F(GrantManagerTest, InterruptedRefreshIsReplayedFirstAfterRestart) {
+  ASSERT_THAT(Onboard(), IsOk());
+  // A crash after the intent was written, before the outcome: simulate it with a lost reply
+  // (Unavailable) and a restart.
+  mollie_->Script(absl::UnavailableError("read reply from api.mollie.com:443 failed: reset"));
+  EXPECT_THAT(Refresh(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_NE(store_->Get("org_42")->record.refresh_intent_at_ms(), 0);
+  StopManager();
+  mollie_->Script(Tokens("access_replayed", "refresh_first", seconds(3600)));
+  StartManager();
+  // Due at once after the restart, whatever its backoff said.
+  auto t = Token(std::chrono::milliseconds(0)).get();
+  ASSERT_THAT(t, IsOk());
+  ASSERT_TRUE(testing::WaitUntil([&] { return mollie_->refresh_calls() >= 1; }));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    return store_->Get("org_42")->secrets.access_token.Reveal() == "access_replayed";
+  }));
+  EXPECT_EQ(store_->Get("org_42")->record.refresh_intent_at_ms(), 0);
 }
 
 TEST_F(GrantManagerTest, RestartLoadsAndServesEveryGrant) {
