@@ -121,7 +121,10 @@ absl::Status CheckConfig(const config::Config& cfg) {
 
 int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
   SetMinLogLevel(cfg.log_level);
-  SystemClock clock;
+  OffsetClock clock(std::chrono::seconds(flags.clock_offset_seconds));
+  if (flags.clock_offset_seconds != 0) {
+    CB_LOG(WARNING) << "testing: wall clock shifted by " << flags.clock_offset_seconds << "s";
+  }
   CryptoRandom random;
   if (absl::Status s = CheckConfig(cfg); !s.ok()) {
     return Fail("configuration", s);
@@ -170,6 +173,15 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
   mo.redirect_uri = cfg.mollie.redirect_uri;
   mo.default_scopes = cfg.onboarding.default_scopes;
   mo.state_ttl = cfg.onboarding.state_ttl;
+  mo.min_on_demand_interval = cfg.refresh.min_on_demand_interval;
+  mo.breaker_failures = cfg.refresh.breaker_failures;
+  mo.breaker_probe_initial = cfg.refresh.breaker_probe_initial;
+  mo.breaker_probe_max = cfg.refresh.breaker_probe_max;
+  mo.credentials_pause = cfg.refresh.credentials_pause;
+  mo.mass_invalid_grant_threshold = cfg.refresh.mass_invalid_grant_threshold;
+  mo.mass_invalid_grant_window = cfg.refresh.mass_invalid_grant_window;
+  mo.events_keep = static_cast<size_t>(cfg.events.keep);
+  mo.events_max_age = cfg.events.max_age;
 
   broker::TokenCache cache;
   broker::GrantManager manager(loop, blocking, **store, **mollie_api, cache, clock, random, mo);

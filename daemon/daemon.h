@@ -13,6 +13,7 @@ namespace connectbroker {
 struct DaemonFlags {
   std::string config_path;
   std::string ports_file;  // written with the bound ports once serving (tests, scripts)
+  int64_t clock_offset_seconds = 0;  // testing only: shifts the wall clock forward
 };
 
 // Checks what LoadConfig cannot: the key file parses, the default scopes are valid, the CA file

@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
   app.add_flag("--check-config", check_only,
                "validate the configuration, the secret and key files it names, the default "
                "scopes and the data directory, then exit (0 valid, 2 not)");
+  app.add_option("--clock-offset-seconds", flags.clock_offset_seconds,
+                 "testing only: run with the wall clock shifted forward by this many seconds "
+                 "(simulates time passing while the daemon was stopped)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10} * 365 * 24 * 3600));
   app.set_version_flag("--version", "connect-brokerd 0.1.0");
   try {
     app.parse(argc, argv);

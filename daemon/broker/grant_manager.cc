@@ -94,7 +94,7 @@ absl::Status GrantManager::Start() {
         // Replay it first (safe while Mollie returns the same refresh token, and with rotation
         // an unused successor is replayed), before anything else happens to the grant.
         g->ambiguous = true;
-        when = now;
+        when = now - std::chrono::hours(24 * 30);  // ahead of every other overdue grant
         CB_LOG(WARNING) << "refresh of " << r.organization_id()
                         << " was interrupted (outcome unknown); replaying it";
       }
@@ -145,8 +145,11 @@ void GrantManager::Publish(const Grant& g) {
 void GrantManager::ScheduleAt(const std::string& org, WallTime when) {
   // Scheduling runs on the monotonic clock: a wall-clock jump after this point does not move
   // the refresh (persisted times are wall-clock so that they survive restarts).
+  // An overdue grant keeps its lateness (a due time in the past), so that after downtime the
+  // queue still runs them most-overdue first. Lateness is capped to keep the arithmetic sane.
   WallTime now = clock_.Now();
-  MonoTime due = clock_.MonotonicNow() + std::max(WallTime::duration::zero(), when - now);
+  auto offset = std::max<WallTime::duration>(when - now, -std::chrono::hours(24 * 30));
+  MonoTime due = clock_.MonotonicNow() + std::chrono::duration_cast<MonoTime::duration>(offset);
   auto before = queue_.NextDue();
   queue_.Schedule(org, due);
   stat_scheduled_ = queue_.size();

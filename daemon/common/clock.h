@@ -24,6 +24,18 @@ class SystemClock final : public Clock {
   MonoTime MonotonicNow() const override { return std::chrono::steady_clock::now(); }
 };
 
+// The system clock with its wall time shifted by a fixed offset: for tests that simulate hours
+// passing while the daemon was stopped. The monotonic clock is not shifted.
+class OffsetClock final : public Clock {
+ public:
+  explicit OffsetClock(std::chrono::seconds offset) : offset_(offset) {}
+  WallTime Now() const override { return std::chrono::system_clock::now() + offset_; }
+  MonoTime MonotonicNow() const override { return std::chrono::steady_clock::now(); }
+
+ private:
+  std::chrono::seconds offset_;
+};
+
 // Milliseconds since the Unix epoch, the unit of every persisted time.
 inline int64_t ToUnixMillis(WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();

@@ -311,7 +311,27 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   c.refresh.burst = static_cast<int>(burst);
   RETURN_IF_ERROR(refresh.Duration("backoff_initial_ms", c.refresh.backoff_initial, 10, 600000));
   RETURN_IF_ERROR(refresh.Duration("backoff_max_ms", c.refresh.backoff_max, 10, 3600000));
+  RETURN_IF_ERROR(refresh.Duration("min_on_demand_interval_seconds",
+                                   c.refresh.min_on_demand_interval, 0, 3600));
+  int64_t breaker_failures = c.refresh.breaker_failures;
+  RETURN_IF_ERROR(refresh.Int("breaker_failures", breaker_failures, 1, 100000));
+  c.refresh.breaker_failures = static_cast<int>(breaker_failures);
+  RETURN_IF_ERROR(
+      refresh.Duration("breaker_probe_initial_ms", c.refresh.breaker_probe_initial, 10, 600000));
+  RETURN_IF_ERROR(
+      refresh.Duration("breaker_probe_max_ms", c.refresh.breaker_probe_max, 10, 3600000));
+  RETURN_IF_ERROR(
+      refresh.Duration("credentials_pause_ms", c.refresh.credentials_pause, 10, 3600000));
+  int64_t mass = c.refresh.mass_invalid_grant_threshold;
+  RETURN_IF_ERROR(refresh.Int("mass_invalid_grant_threshold", mass, 1, 1000000));
+  c.refresh.mass_invalid_grant_threshold = static_cast<int>(mass);
+  RETURN_IF_ERROR(refresh.Duration("mass_invalid_grant_window_seconds",
+                                   c.refresh.mass_invalid_grant_window, 1, 86400));
   RETURN_IF_ERROR(refresh.Finish());
+  if (c.refresh.breaker_probe_max < c.refresh.breaker_probe_initial) {
+    return refresh.Bad("breaker_probe_max_ms",
+                       "must not be smaller than refresh.breaker_probe_initial_ms");
+  }
   if (c.refresh.jitter >= c.refresh.margin) {
     return refresh.Bad("jitter", "must be smaller than refresh.margin");
   }
@@ -327,10 +347,16 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
     return onboarding.Bad("default_scopes", "must name at least one scope");
   }
 
+  ASSIGN_OR_RETURN(const toml::table* events_t, table("events"));
+  TableReader events(events_t, "events", origin);
+  RETURN_IF_ERROR(events.Int("keep", c.events.keep, 0, int64_t{1} << 40));
+  RETURN_IF_ERROR(events.Duration("max_age_hours", c.events.max_age, 1, 24 * 3650));
+  RETURN_IF_ERROR(events.Finish());
+
   // Unknown top-level keys or tables.
   std::vector<std::string> unknown;
-  static const std::set<std::string> kTop = {"log_level", "server", "mollie", "storage",
-                                             "refresh", "onboarding"};
+  static const std::set<std::string> kTop = {"log_level", "server",  "mollie",    "storage",
+                                             "refresh",   "onboarding", "events"};
   for (const auto& [k, v] : root) {
     if (!kTop.count(std::string(k.str()))) {
       unknown.push_back(std::string(k.str()));

@@ -55,6 +55,23 @@ struct RefreshOptions {
   // Backoff after a failed refresh: full jitter, exponential from initial to max.
   std::chrono::milliseconds backoff_initial{1000};
   std::chrono::milliseconds backoff_max{300000};
+  // On-demand refreshes (callers' min_ttl) of one grant at most this often.
+  std::chrono::seconds min_on_demand_interval{10};
+  // Circuit breaker: transient failures in a row that open it; probe interval bounds.
+  int breaker_failures = 20;
+  std::chrono::milliseconds breaker_probe_initial{2000};
+  std::chrono::milliseconds breaker_probe_max{60000};
+  // Pause after Mollie rejects the app's credentials (doubles up to 16x while it persists).
+  std::chrono::milliseconds credentials_pause{30000};
+  // More invalid_grant answers than this within the window: stop marking merchants lost.
+  int mass_invalid_grant_threshold = 10;
+  std::chrono::seconds mass_invalid_grant_window{60};
+};
+
+struct EventsOptions {
+  // Event log retention: at most this many events, none older than max_age.
+  int64_t keep = 1000000;
+  std::chrono::hours max_age{24 * 7};
 };
 
 struct OnboardingOptions {
@@ -71,6 +88,7 @@ struct Config {
   StorageOptions storage;
   RefreshOptions refresh;
   OnboardingOptions onboarding;
+  EventsOptions events;
 };
 
 // Reads and validates the file, then reads the client secret file it names. Relative paths in the

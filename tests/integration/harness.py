@@ -158,14 +158,14 @@ class Env:
             f.write("\n".join(lines) + "\n")
         return path
 
-    def start_daemon(self, config_path=None, expect_ready=True):
+    def start_daemon(self, config_path=None, expect_ready=True, extra_args=()):
         config_path = config_path or self.write_config()
         ports_file = os.path.join(self.dir, "daemon.ports")
         if os.path.exists(ports_file):
             os.unlink(ports_file)
         log = open(self.daemon_log, "ab")
         self.daemon = subprocess.Popen([BROKERD, "--config", config_path,
-                                        "--ports-file", ports_file],
+                                        "--ports-file", ports_file, *extra_args],
                                        stdout=log, stderr=log)
         if not expect_ready:
             return self.daemon

@@ -82,6 +82,16 @@ rate_per_second = 2.5
 burst = 7
 backoff_initial_ms = 100
 backoff_max_ms = 5000
+min_on_demand_interval_seconds = 3
+breaker_failures = 7
+breaker_probe_initial_ms = 100
+breaker_probe_max_ms = 900
+credentials_pause_ms = 1500
+mass_invalid_grant_threshold = 4
+mass_invalid_grant_window_seconds = 30
+[events]
+keep = 500
+max_age_hours = 48
 [onboarding]
 default_scopes = ["payments.read"]
 state_ttl_seconds = 120
@@ -97,6 +107,15 @@ state_ttl_seconds = 120
   EXPECT_EQ(c->refresh.backoff_max, std::chrono::milliseconds(5000));
   EXPECT_EQ(c->onboarding.default_scopes, std::vector<std::string>{"payments.read"});
   EXPECT_EQ(c->onboarding.state_ttl, std::chrono::seconds(120));
+  EXPECT_EQ(c->refresh.min_on_demand_interval, std::chrono::seconds(3));
+  EXPECT_EQ(c->refresh.breaker_failures, 7);
+  EXPECT_EQ(c->refresh.breaker_probe_initial, std::chrono::milliseconds(100));
+  EXPECT_EQ(c->refresh.breaker_probe_max, std::chrono::milliseconds(900));
+  EXPECT_EQ(c->refresh.credentials_pause, std::chrono::milliseconds(1500));
+  EXPECT_EQ(c->refresh.mass_invalid_grant_threshold, 4);
+  EXPECT_EQ(c->refresh.mass_invalid_grant_window, std::chrono::seconds(30));
+  EXPECT_EQ(c->events.keep, 500);
+  EXPECT_EQ(c->events.max_age, std::chrono::hours(48));
 }
 
 struct BadCase {
@@ -176,6 +195,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"grpc_port_text", "[server]\ngrpc_listen = \"localhost:http\"\n" +
                                       std::string(kMinimal),
                 "needs a port between 0 and 65535"},
+        BadCase{"probe_order",
+                "[refresh]\nbreaker_probe_initial_ms = 5000\nbreaker_probe_max_ms = 100\n" +
+                    std::string(kMinimal),
+                "breaker_probe_max_ms must not be smaller"},
+        BadCase{"breaker_zero", "[refresh]\nbreaker_failures = 0\n" + std::string(kMinimal),
+                "refresh.breaker_failures must be between 1"},
+        BadCase{"events_negative", "[events]\nkeep = -1\n" + std::string(kMinimal),
+                "events.keep must be between 0"},
+        BadCase{"events_unknown", "[events]\nkeep_days = 3\n" + std::string(kMinimal),
+                "events.keep_days"},
         BadCase{"margin_range", "[refresh]\nmargin = 1.5\n" + std::string(kMinimal),
                 "refresh.margin must be between"},
         BadCase{"margin_type", "[refresh]\nmargin = \"a lot\"\n" + std::string(kMinimal),
