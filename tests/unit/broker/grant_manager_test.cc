@@ -443,6 +443,30 @@ TEST_F(GrantManagerTest, InvalidGrantNeedsReauthorizationAndStopsCalling) {
   EXPECT_EQ(mollie_->refresh_calls(), 1);
 }
 
+TEST_F(GrantManagerTest, ARacingLosersInvalidGrantDoesNotLoseTheMerchant) {
+  ASSERT_THAT(Onboard(), IsOk());
+  // A refresh with the old token is on the wire when the merchant re-onboards (approval_prompt
+  // force revokes the old grant at Mollie), so the old token's refresh comes back invalid_grant.
+  mollie_->Script(absl::FailedPreconditionError("invalid_grant: refresh token revoked"));
+  mollie_->Hold();
+  std::promise<absl::StatusOr<storage::GrantRecord>> refreshed;
+  manager_->RefreshNow("org_42", [&](absl::StatusOr<storage::GrantRecord> r) {
+    refreshed.set_value(std::move(r));
+  });
+  ASSERT_TRUE(testing::WaitUntil([&] { return mollie_->refresh_calls() == 1; }));
+  auto again = Onboard();
+  ASSERT_THAT(again, IsOk());
+  OnLoop([&] { mollie_->Release(); });
+  auto f = refreshed.get_future();
+  ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
+  EXPECT_THAT(f.get(), IsOk());
+  auto stored = store_->Get("org_42");
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_EQ(stored->record.status(), storage::GRANT_STATUS_ACTIVE);
+  EXPECT_EQ(stored->secrets.refresh_token.Reveal(), "refresh_first");
+  EXPECT_THAT(Token(std::chrono::milliseconds(0)).get(), IsOk());
+}
+
 TEST_F(GrantManagerTest, InvalidClientMarksNoMerchantLost) {
   ASSERT_THAT(Onboard(), IsOk());
   mollie_->Script(absl::UnauthenticatedError("invalid_client"));
