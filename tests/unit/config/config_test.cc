@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
@@ -283,6 +284,28 @@ TEST(LoadConfigTest, SecretFileThatIsADirectoryIsRejected) {
   std::filesystem::create_directory(dir.File("secret.txt"));
   EXPECT_THAT(LoadConfig(dir.File("cb.toml")),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a regular file")));
+}
+
+}  // namespace
+}  // namespace connectbroker::config
+
+namespace connectbroker::config {
+namespace {
+
+TEST(ExampleConfigTest, DeployExampleParsesWithTheDocumentedDefaults) {
+  std::ifstream in(CB_EXAMPLE_CONFIG);
+  ASSERT_TRUE(in) << CB_EXAMPLE_CONFIG;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = ParseConfig(ss.str(), CB_EXAMPLE_CONFIG, "/etc/connect-broker");
+  ASSERT_THAT(c, testing::IsOk());
+  Config defaults;
+  EXPECT_EQ(c->server.grpc_listen, defaults.server.grpc_listen);
+  EXPECT_DOUBLE_EQ(c->refresh.margin, defaults.refresh.margin);
+  EXPECT_EQ(c->refresh.breaker_failures, defaults.refresh.breaker_failures);
+  EXPECT_EQ(c->refresh.credentials_pause, defaults.refresh.credentials_pause);
+  EXPECT_EQ(c->events.keep, defaults.events.keep);
+  EXPECT_EQ(c->onboarding.default_scopes, defaults.onboarding.default_scopes);
 }
 
 }  // namespace
