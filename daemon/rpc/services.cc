@@ -78,8 +78,11 @@ grpc::ServerUnaryReactor* TokenServiceImpl::GetAccessToken(
   std::chrono::milliseconds min_ttl{0};
   if (request->has_min_ttl()) {
     const auto& d = request->min_ttl();
-    if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999) {
+    if (d.seconds() < 0 || d.nanos() < 0) {
       return FinishNow(context, absl::InvalidArgumentError("min_ttl must not be negative"));
+    }
+    if (d.nanos() > 999999999) {
+      return FinishNow(context, absl::InvalidArgumentError("min_ttl has nanos out of range"));
     }
     if (d.seconds() > max_min_ttl_.count()) {
       return FinishNow(context, absl::InvalidArgumentError(StrCat(
