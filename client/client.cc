@@ -1,12 +1,14 @@
-// BrokerClient: blocking calls with deadlines over the generated stubs.
+// BrokerClient: blocking calls with deadlines over the generated stubs; WatchCanceller.
 #include "connectbroker/client.h"
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -19,6 +21,13 @@ namespace {
 
 // Marks a status produced because no connection to the daemon was ever established.
 constexpr char kUnreachablePayload[] = "type.connectbroker.dev/client.Unreachable";
+
+absl::Status Unreachable(absl::StatusCode code, const std::string& address,
+                         const std::string& reason) {
+  absl::Status out(code, "cannot reach the connect-broker daemon at " + address + ": " + reason);
+  out.SetPayload(kUnreachablePayload, absl::Cord("1"));
+  return out;
+}
 
 }  // namespace
 
@@ -39,22 +48,68 @@ BrokerClient::BrokerClient(std::shared_ptr<grpc::Channel> channel, std::string a
       token_(v1::TokenService::NewStub(channel_)),
       onboarding_(v1::OnboardingService::NewStub(channel_)) {}
 
-absl::Status BrokerClient::Convert(const grpc::Status& status) const {
+void WatchCanceller::Cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  if (context_ != nullptr) {
+    context_->TryCancel();
+  }
+}
+
+bool WatchCanceller::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+bool WatchCanceller::Register(grpc::ClientContext* context) {
+  std::lock_guard lock(mu_);
+  if (cancelled_) {
+    return false;
+  }
+  context_ = context;
+  return true;
+}
+
+void WatchCanceller::Unregister() {
+  std::lock_guard lock(mu_);
+  context_ = nullptr;
+}
+
+absl::Status BrokerClient::Convert(const grpc::Status& status, bool was_connected) const {
   if (status.ok()) {
     return absl::OkStatus();
   }
   const auto code = static_cast<absl::StatusCode>(status.error_code());
   // The daemon itself may answer UNAVAILABLE (Mollie unreachable); only a channel that never got
   // READY means that we could not reach the daemon.
-  const bool connected = channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+  const bool connected =
+      was_connected || channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
   if (!connected &&
       (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded)) {
-    absl::Status out(code, "cannot reach the connect-broker daemon at " + address_ + ": " +
-                               status.error_message());
-    out.SetPayload(kUnreachablePayload, absl::Cord("1"));
-    return out;
+    return Unreachable(code, address_, status.error_message());
   }
   return absl::Status(code, status.error_message());
+}
+
+absl::Status BrokerClient::AwaitConnection(std::chrono::system_clock::time_point deadline,
+                                           const WatchCanceller* canceller) const {
+  // Short slices so that a cancel (Ctrl-C) while connecting takes effect promptly.
+  constexpr auto kSlice = std::chrono::milliseconds(100);
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
+         state != GRPC_CHANNEL_SHUTDOWN) {
+    if (canceller != nullptr && canceller->cancelled()) {
+      return absl::OkStatus();
+    }
+    const auto now = std::chrono::system_clock::now();
+    if (now >= deadline) {
+      return Unreachable(absl::StatusCode::kDeadlineExceeded, address_,
+                         "no connection within the timeout");
+    }
+    channel_->WaitForStateChange(state, std::min(deadline, now + kSlice));
+    state = channel_->GetState(/*try_to_connect=*/true);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::Merchant>> BrokerClient::ListMerchants(v1::GrantStatus status,
@@ -115,6 +170,88 @@ absl::StatusOr<v1::Merchant> BrokerClient::RefreshMerchant(const std::string& or
     return s;
   }
   return response;
+}
+
+absl::StatusOr<v1::Merchant> BrokerClient::RevokeMerchant(const std::string& organization_id) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::RevokeMerchantRequest request;
+  request.set_organization_id(organization_id);
+  v1::Merchant response;
+  absl::Status s = Convert(admin_->RevokeMerchant(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::Merchant> BrokerClient::ImportMerchant(
+    const v1::ImportMerchantRequest& request) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::Merchant response;
+  absl::Status s = Convert(admin_->ImportMerchant(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::Status BrokerClient::DeleteMerchant(const std::string& organization_id) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::DeleteMerchantRequest request;
+  request.set_organization_id(organization_id);
+  v1::DeleteMerchantResponse response;
+  return Convert(admin_->DeleteMerchant(&context, request, &response));
+}
+
+absl::StatusOr<v1::Stats> BrokerClient::GetStats() {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::Stats response;
+  absl::Status s = Convert(admin_->GetStats(&context, v1::GetStatsRequest(), &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::Status BrokerClient::WatchEvents(const v1::WatchEventsRequest& request,
+                                       const std::function<void(const v1::Event&)>& on_event,
+                                       WatchCanceller* canceller) {
+  const auto deadline = std::chrono::system_clock::now() + timeout_;
+  grpc::ClientContext context;
+  bool was_connected = false;
+  if (request.no_follow()) {
+    context.set_deadline(deadline);
+  } else {
+    // Following has no overall deadline; only connecting is bounded.
+    absl::Status s = AwaitConnection(deadline, canceller);
+    if (!s.ok()) {
+      return s;
+    }
+    was_connected = channel_->GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
+  }
+  if (canceller != nullptr && !canceller->Register(&context)) {
+    return absl::OkStatus();  // cancelled before the stream started
+  }
+  grpc::Status status;
+  {
+    std::unique_ptr<grpc::ClientReader<v1::Event>> reader = admin_->WatchEvents(&context, request);
+    v1::Event event;
+    while (reader->Read(&event)) {
+      on_event(event);
+    }
+    status = reader->Finish();
+  }
+  if (canceller != nullptr) {
+    canceller->Unregister();
+    if (canceller->cancelled()) {
+      return absl::OkStatus();
+    }
+  }
+  return Convert(status, was_connected);
 }
 
 absl::StatusOr<v1::GetAccessTokenResponse> BrokerClient::GetAccessToken(

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "connectbroker/client.h"
@@ -210,6 +211,55 @@ std::string FormatMerchantLine(const v1::Merchant& m, TimePoint now) {
   return out;
 }
 
+std::string EventTypeName(v1::EventType type) {
+  switch (type) {
+    case v1::EVENT_TYPE_ONBOARDED:
+      return "onboarded";
+    case v1::EVENT_TYPE_REFRESHED:
+      return "refreshed";
+    case v1::EVENT_TYPE_REFRESH_FAILED:
+      return "refresh-failed";
+    case v1::EVENT_TYPE_NEEDS_REAUTHORIZATION:
+      return "needs-reauthorization";
+    case v1::EVENT_TYPE_REVOKED:
+      return "revoked";
+    case v1::EVENT_TYPE_DELETED:
+      return "deleted";
+    case v1::EVENT_TYPE_APP_CREDENTIALS_REJECTED:
+      return "app-credentials-rejected";
+    case v1::EVENT_TYPE_MASS_INVALID_GRANT:
+      return "mass-invalid-grant";
+    default:
+      return "unspecified";
+  }
+}
+
+std::string FormatEventLine(const v1::Event& e) {
+  // App-wide events and deletions carry no grant status.
+  const std::string status =
+      e.status() == v1::GRANT_STATUS_UNSPECIFIED ? "-" : GrantStatusName(e.status());
+  return std::to_string(e.sequence()) + " " + FormatTimestamp(e.time()) + " " +
+         EventTypeName(e.type()) + " " + OrDash(e.organization_id()) + " " + status + " " +
+         OrDash(e.detail());
+}
+
+std::string FormatStats(const v1::Stats& s) {
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"grants", std::to_string(s.grants())},
+      {"scheduled", std::to_string(s.scheduled())},
+      {"refreshes_in_flight", std::to_string(s.refreshes_in_flight())},
+      {"refreshes_ok", std::to_string(s.refreshes_ok())},
+      {"refreshes_failed", std::to_string(s.refreshes_failed())},
+      {"refresh_paused", s.refresh_paused() ? "yes" : "no"},
+      {"pause_reason", OrDash(s.pause_reason())},
+  };
+  std::string out;
+  for (const auto& [key, value] : fields) {
+    out += key + ":" + std::string(21 - key.size(), ' ') + value + "\n";
+  }
+  return out;
+}
+
 std::string MerchantToJson(const v1::Merchant& merchant) { return ToJson(merchant); }
 
 std::string MerchantsToJson(const std::vector<v1::Merchant>& merchants) {
@@ -222,6 +272,10 @@ std::string MerchantsToJson(const std::vector<v1::Merchant>& merchants) {
   }
   return out + "]";
 }
+
+std::string EventToJson(const v1::Event& event) { return ToJson(event); }
+
+std::string StatsToJson(const v1::Stats& stats) { return ToJson(stats); }
 
 std::string AccessTokenToJson(const v1::GetAccessTokenResponse& response) {
   std::string scopes;

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""connect-broker with no daemon listening: exit 3 and a clear message; usage errors exit 2.
+"""connect-broker with no daemon listening: exit 3 and a clear message; usage errors exit 2
+(delete without --yes and import without a readable token file never reach for the daemon).
 
 Usage: cli_unreachable_test.py PATH/TO/connect-broker
 """
@@ -40,11 +41,24 @@ class UnreachableTest(unittest.TestCase):
         self.assertEqual(rc, 3, err)
         self.assertIn("connect-broker: refresh: UNAVAILABLE:", err)
 
+    def test_admin_commands_unreachable(self):
+        for args in (["stats"], ["revoke", "org_1"], ["delete", "org_1", "--yes"], ["events"],
+                     ["events", "--follow"]):
+            rc, out, err = run("--address", "127.0.0.1:1", *args)
+            self.assertEqual(rc, 3, "%s: %s" % (args, err))
+            self.assertEqual(out, "", args)
+            self.assertTrue(err.startswith("connect-broker: %s: " % args[0]), err)
+            self.assertIn("cannot reach the connect-broker daemon at 127.0.0.1:1", err)
+
     def test_usage_errors_exit_2(self):
         for args in ([], ["bogus"], ["merchant"], ["merchants", "--status", "sleeping"],
                      ["merchants", "--limit", "0"], ["token", "org_1", "--min-ttl", "-1"],
                      ["authorize-url", "acct", "--locale", "xx_XX"],
-                     ["complete-authorization", "--code", "c"], ["--timeout", "0", "merchants"]):
+                     ["complete-authorization", "--code", "c"], ["--timeout", "0", "merchants"],
+                     ["revoke"], ["delete", "org_1"], ["import"],
+                     ["import", "--refresh-token-file", "/nonexistent/token"],
+                     ["import", "refresh_token_on_argv"], ["events", "--after", "-1"],
+                     ["events", "--after", "x"], ["stats", "extra"]):
             rc, out, err = run("--address", "127.0.0.1:1", *args)
             self.assertEqual(rc, 2, "%s: %s" % (args, err))
             self.assertEqual(out, "", args)
@@ -61,6 +75,11 @@ class UnreachableTest(unittest.TestCase):
             "authorize-url": ["ACCOUNT_REF", "--scope", "--force", "--locale", "--landing-page"],
             "complete-authorization": ["--code", "--state"],
             "refresh": ["ORG"],
+            "revoke": ["ORG", "--json"],
+            "delete": ["ORG", "--yes"],
+            "import": ["--refresh-token-file", "--redirect-uri", "--account-ref", "stdin"],
+            "events": ["--after", "--org", "--follow", "--json", "SEQ TIME TYPE ORG STATUS"],
+            "stats": ["--json"],
         }
         for command, words in expected.items():
             self.assertIn(command, out)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cli.h"
 #include "connectbroker/client.h"
 
 namespace {
@@ -16,40 +17,18 @@ namespace {
 namespace cb = ::connectbroker::client;
 namespace v1 = ::connectbroker::v1;
 
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
-
-// Errors never contain a token: only `token` receives one, and it only prints it on success.
-int Fail(std::string_view command, const absl::Status& status) {
-  std::cerr << "connect-broker: " << command << ": " << absl::StatusCodeToString(status.code())
-            << ": " << status.message() << "\n";
-  return cb::IsUnreachable(status) ? kExitUnreachable : kExitError;
-}
-
-struct Flags {
-  std::string address = cb::kDefaultAddress;
-  double timeout_seconds = 10;
-  bool json = false;
-  std::string org;  // ORG positional (or ACCOUNT_REF for `token --account-ref`)
-  std::string status_filter;
-  int limit = 0;
-  int min_ttl_seconds = 0;
-  bool by_account_ref = false;
-  std::string account_ref;
-  std::vector<std::string> scopes;
-  bool force = false;
-  std::string locale;
-  std::string landing_page;
-  std::string code;
-  std::string state;
-};
+using ::connectbroker::cli::Fail;
+using ::connectbroker::cli::Flags;
+using ::connectbroker::cli::kExitUsage;
 
 void AddJsonFlag(CLI::App* sub, Flags& f, const std::string& what) {
   sub->add_flag("--json", f.json, "Print " + what + " as JSON");
 }
 
 int Run(const std::string& command, const Flags& f) {
+  if (connectbroker::cli::IsAdminCommand(command)) {
+    return connectbroker::cli::RunAdminCommand(command, f);
+  }
   cb::BrokerClient client(
       cb::CreateChannel(f.address), f.address,
       std::chrono::milliseconds(static_cast<long long>(f.timeout_seconds * 1000)));
@@ -125,12 +104,14 @@ int Run(const std::string& command, const Flags& f) {
 
 int main(int argc, char** argv) {
   Flags f;
+  f.address = cb::kDefaultAddress;
   CLI::App app{"Administer the connect-broker daemon (Mollie Connect OAuth grants) over gRPC.",
                "connect-broker"};
   app.footer(
       "Exit status: 0 success, 1 error reported by the daemon, 2 usage error, 3 daemon "
       "unreachable.\nErrors go to stderr as 'connect-broker: COMMAND: GRPC_CODE: message'.\n"
-      "Global options (--address, --timeout) may come before or after the subcommand.\n");
+      "Global options (--address, --timeout) may come before or after the subcommand.\n"
+      "Only `token` ever prints a token; `import` reads one from a file or stdin, never argv.\n");
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow the subcommand
   app.add_option("--address", f.address,
@@ -201,6 +182,53 @@ int main(int argc, char** argv) {
       app.add_subcommand("refresh", "Refresh a merchant's token now; print one status line");
   refresh->add_option("ORG", f.org, "Mollie organization id (org_...)")->required();
   AddJsonFlag(refresh, f, "the merchant");
+
+  CLI::App* revoke = app.add_subcommand(
+      "revoke",
+      "Revoke a merchant's grant at Mollie and forget its tokens (the merchant stays listed as "
+      "revoked until deleted); print one status line");
+  revoke->add_option("ORG", f.org, "Mollie organization id (org_...)")->required();
+  AddJsonFlag(revoke, f, "the merchant");
+
+  CLI::App* del = app.add_subcommand(
+      "delete",
+      "Remove a merchant's grant from the broker without calling Mollie (revoke first to end it "
+      "at Mollie too); requires --yes");
+  del->add_option("ORG", f.org, "Mollie organization id (org_...)")->required();
+  del->add_flag("--yes", f.yes, "Really delete (without it the command refuses, exit 2)");
+
+  CLI::App* import_cmd = app.add_subcommand(
+      "import",
+      "Adopt an existing refresh token (e.g. from a system being replaced); the daemon refreshes "
+      "it once to prove it and learn the organization; print one status line");
+  import_cmd
+      ->add_option("--refresh-token-file", f.refresh_token_file,
+                   "File holding the refresh token ('-': stdin; on a terminal it is not echoed). "
+                   "Never on the command line, where ps and the shell history would show it")
+      ->required();
+  import_cmd->add_option("--redirect-uri", f.redirect_uri,
+                         "redirect_uri of the original code exchange (default: the daemon's)");
+  import_cmd->add_option("--account-ref", f.account_ref,
+                         "The platform's reference for the merchant");
+  AddJsonFlag(import_cmd, f, "the merchant");
+
+  CLI::App* events = app.add_subcommand(
+      "events",
+      "Print grant events, one per line: SEQ TIME TYPE ORG STATUS DETAIL ('-' when empty); "
+      "with --follow keep printing live events until Ctrl-C");
+  events
+      ->add_option("--after", f.after_sequence,
+                   "Only events after this sequence number (default 0: from the oldest kept)")
+      ->check(CLI::NonNegativeNumber);
+  events->add_option("--org", f.org, "Only events of this organization (org_...)");
+  events->add_flag("--follow", f.follow,
+                   "After the backlog, wait for live events until Ctrl-C (exit 0); --timeout then "
+                   "bounds only connecting");
+  events->add_flag("--json", f.json, "Print each event as a JSON object on its own line");
+
+  CLI::App* stats = app.add_subcommand(
+      "stats", "Show the refresh engine's counters (grants, scheduled, refreshes, pause)");
+  AddJsonFlag(stats, f, "the counters");
 
   try {
     app.parse(argc, argv);

@@ -15,7 +15,9 @@ from harness import ACTIVE, CLI, Env, merchant_pb2, wait_for
 REVOKED = merchant_pb2.GRANT_STATUS_REVOKED
 
 
-class CliAdminTest(unittest.TestCase):
+class CliCase(unittest.TestCase):
+    """One simulator + daemon per test class, and the CLI runner."""
+
     @classmethod
     def setUpClass(cls):
         cls.env = Env()
@@ -59,6 +61,8 @@ class CliAdminTest(unittest.TestCase):
         out = self.cli("events", "--json", *args).stdout
         return [json.loads(line) for line in out.splitlines()]
 
+
+class CliAdminTest(CliCase):
     # --- revoke ---------------------------------------------------------------------------------
     def test_revoke(self):
         self.env.onboard("org_701", name="Revoke Shop")
@@ -146,38 +150,6 @@ class CliAdminTest(unittest.TestCase):
         self.assertIn("--refresh-token-file", r.stderr)
 
     # --- events ---------------------------------------------------------------------------------
-    def test_events_list_the_lifecycle_in_order(self):
-        self.env.onboard("org_706", name="Events Shop")
-        self.cli("revoke", "org_706")
-        self.cli("delete", "org_706", "--yes")
-        lines = self.cli("events", "--org", "org_706").stdout.splitlines()
-        fields = [line.split(" ", 5) for line in lines]
-        seqs = [int(f[0]) for f in fields]
-        self.assertEqual(seqs, sorted(set(seqs)), lines)  # strictly increasing
-        self.assertTrue(all(f[3] == "org_706" for f in fields), lines)
-        lifecycle = [f[2] for f in fields if f[2] in ("onboarded", "revoked", "deleted")]
-        self.assertEqual(lifecycle, ["onboarded", "revoked", "deleted"], lines)
-        by_type = {f[2]: f for f in fields}
-        self.assertEqual(by_type["onboarded"][4], "active")
-        self.assertEqual(by_type["revoked"][4], "revoked")
-        self.assertRegex(by_type["onboarded"][1], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-        # The same as JSON Lines, and resumable after a sequence number.
-        objs = self.events("--org", "org_706")
-        self.assertEqual([int(o["sequence"]) for o in objs], seqs)
-        types = [o["type"] for o in objs if o["type"] in (
-            "EVENT_TYPE_ONBOARDED", "EVENT_TYPE_REVOKED", "EVENT_TYPE_DELETED")]
-        self.assertEqual(types, ["EVENT_TYPE_ONBOARDED", "EVENT_TYPE_REVOKED",
-                                 "EVENT_TYPE_DELETED"])
-        onboarded_seq = int(by_type["onboarded"][0])
-        after = self.events("--org", "org_706", "--after", str(onboarded_seq))
-        self.assertEqual([int(o["sequence"]) for o in after],
-                         [s for s in seqs if s > onboarded_seq])
-        # Unfiltered: every merchant's events, still strictly increasing.
-        everything = [int(o["sequence"]) for o in self.events()]
-        self.assertEqual(everything, sorted(set(everything)))
-        self.assertTrue(set(seqs) <= set(everything))
-
     def test_events_bad_org_is_a_daemon_error(self):
         r = self.cli("events", "--org", "not-an-org", expect=1)
         self.assertTrue(r.stderr.startswith("connect-broker: events: INVALID_ARGUMENT: "),
@@ -243,6 +215,43 @@ class CliAdminTest(unittest.TestCase):
         stats = json.loads(self.cli("stats", "--json").stdout)
         self.assertEqual(int(stats["grants"]), len(self.env.merchants()))
         self.assertIs(stats["refresh_paused"], False)
+
+
+class CliEventsLifecycleTest(CliCase):
+    """Onboard, revoke, delete one merchant, then list its events. A daemon of its own: deleting
+    a revoked merchant has crashed the daemon before, which must not take the other tests down."""
+
+    def test_events_list_the_lifecycle_in_order(self):
+        self.env.onboard("org_706", name="Events Shop")
+        self.cli("revoke", "org_706")
+        self.cli("delete", "org_706", "--yes")
+        lines = self.cli("events", "--org", "org_706").stdout.splitlines()
+        fields = [line.split(" ", 5) for line in lines]
+        seqs = [int(f[0]) for f in fields]
+        self.assertEqual(seqs, sorted(set(seqs)), lines)  # strictly increasing
+        self.assertTrue(all(f[3] == "org_706" for f in fields), lines)
+        lifecycle = [f[2] for f in fields if f[2] in ("onboarded", "revoked", "deleted")]
+        self.assertEqual(lifecycle, ["onboarded", "revoked", "deleted"], lines)
+        by_type = {f[2]: f for f in fields}
+        self.assertEqual(by_type["onboarded"][4], "active")
+        self.assertEqual(by_type["revoked"][4], "revoked")
+        self.assertRegex(by_type["onboarded"][1], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+        # The same as JSON Lines, and resumable after a sequence number.
+        objs = self.events("--org", "org_706")
+        self.assertEqual([int(o["sequence"]) for o in objs], seqs)
+        types = [o["type"] for o in objs if o["type"] in (
+            "EVENT_TYPE_ONBOARDED", "EVENT_TYPE_REVOKED", "EVENT_TYPE_DELETED")]
+        self.assertEqual(types, ["EVENT_TYPE_ONBOARDED", "EVENT_TYPE_REVOKED",
+                                 "EVENT_TYPE_DELETED"])
+        onboarded_seq = int(by_type["onboarded"][0])
+        after = self.events("--org", "org_706", "--after", str(onboarded_seq))
+        self.assertEqual([int(o["sequence"]) for o in after],
+                         [s for s in seqs if s > onboarded_seq])
+        # Unfiltered: every merchant's events, still strictly increasing.
+        everything = [int(o["sequence"]) for o in self.events()]
+        self.assertEqual(everything, sorted(set(everything)))
+        self.assertTrue(set(seqs) <= set(everything))
 
 
 if __name__ == "__main__":

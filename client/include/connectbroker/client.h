@@ -1,6 +1,7 @@
 // Blocking client of the connect-broker gRPC API (package connectbroker.v1), plus the pure
-// formatting used by the admin CLI. Hides the stubs; every call has a deadline and returns
-// absl::Status(Or) carrying the daemon's gRPC code and message. Not thread-compatible beyond
+// formatting used by the admin CLI. Hides the stubs; every call has a deadline (a following
+// WatchEvents: for connecting) and returns absl::Status(Or) carrying the daemon's gRPC code and
+// message. Not thread-compatible beyond
 // grpc::Channel's own guarantees: use one BrokerClient per thread or guard it.
 // Never formats an access token except through AccessTokenToJson (which exists to print it).
 #pragma once
@@ -9,7 +10,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +38,25 @@ std::shared_ptr<grpc::Channel> CreateChannel(const std::string& address);
 // deadline), as opposed to an error the daemon returned (which may also be UNAVAILABLE).
 bool IsUnreachable(const absl::Status& status);
 
+// Cancels a BrokerClient::WatchEvents call from another thread (e.g. on Ctrl-C). Cancel() is
+// thread-safe and may come before, during or after the call; a cancelled call ends promptly
+// with OK. One watcher per canceller at a time.
+class WatchCanceller {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class BrokerClient;
+  // Returns false (and registers nothing) when already cancelled.
+  bool Register(grpc::ClientContext* context);
+  void Unregister();
+
+  mutable std::mutex mu_;
+  bool cancelled_ = false;
+  grpc::ClientContext* context_ = nullptr;
+};
+
 class BrokerClient {
  public:
   // `address` only names the daemon in error messages. Each call gets `timeout` as its deadline
@@ -46,6 +68,18 @@ class BrokerClient {
   absl::StatusOr<std::vector<v1::Merchant>> ListMerchants(v1::GrantStatus status, int limit);
   absl::StatusOr<v1::Merchant> GetMerchant(const std::string& organization_id);
   absl::StatusOr<v1::Merchant> RefreshMerchant(const std::string& organization_id);
+  absl::StatusOr<v1::Merchant> RevokeMerchant(const std::string& organization_id);
+  // The request carries a refresh token: never log or print it.
+  absl::StatusOr<v1::Merchant> ImportMerchant(const v1::ImportMerchantRequest& request);
+  absl::Status DeleteMerchant(const std::string& organization_id);
+  absl::StatusOr<v1::Stats> GetStats();
+  // Calls `on_event` on this thread for every streamed event, in order. With
+  // request.no_follow() the timeout bounds the whole call, which ends after the backlog.
+  // Otherwise the timeout bounds only connecting (unreachable: fails like the other calls) and
+  // the stream follows live events until the daemon ends it or `canceller` cancels it (then OK).
+  absl::Status WatchEvents(const v1::WatchEventsRequest& request,
+                           const std::function<void(const v1::Event&)>& on_event,
+                           WatchCanceller* canceller = nullptr);
   // TokenService.
   absl::StatusOr<v1::GetAccessTokenResponse> GetAccessToken(
       const v1::GetAccessTokenRequest& request);
@@ -56,7 +90,14 @@ class BrokerClient {
                                                      const std::string& state);
 
  private:
-  absl::Status Convert(const grpc::Status& status) const;
+  // `was_connected`: the call ran over a connection that had been established, so a failure
+  // is never "unreachable".
+  absl::Status Convert(const grpc::Status& status, bool was_connected = false) const;
+  // Waits until the channel is READY or has failed (then the call fails fast with gRPC's
+  // reason); an unreachable status when neither happens before `deadline`. Returns OK early
+  // when `canceller` (may be null) is cancelled.
+  absl::Status AwaitConnection(std::chrono::system_clock::time_point deadline,
+                               const WatchCanceller* canceller) const;
 
   std::shared_ptr<grpc::Channel> channel_;
   std::string address_;
@@ -88,9 +129,22 @@ std::string FormatMerchantDetails(const v1::Merchant& merchant, TimePoint now);
 // One line: "org_1 (Name) active, token expires in 52m, 12 refreshes, last refresh: ok".
 std::string FormatMerchantLine(const v1::Merchant& merchant, TimePoint now);
 
+// "onboarded", "refreshed", "refresh-failed", "needs-reauthorization", "revoked", "deleted",
+// "app-credentials-rejected", "mass-invalid-grant", "unspecified".
+std::string EventTypeName(v1::EventType type);
+// One line, no newline: "SEQ TIME TYPE ORG STATUS DETAIL"; "-" for an empty organization
+// (app-wide events), an unspecified status or an empty detail; control characters as \xNN.
+std::string FormatEventLine(const v1::Event& event);
+// "key: value" lines: grants, scheduled, refreshes_in_flight, refreshes_ok, refreshes_failed,
+// refresh_paused (yes/no), pause_reason.
+std::string FormatStats(const v1::Stats& stats);
+
 // JSON with the proto field names (snake_case), all fields present.
 std::string MerchantToJson(const v1::Merchant& merchant);
 std::string MerchantsToJson(const std::vector<v1::Merchant>& merchants);
+// One line (JSON Lines friendly); 64-bit counters are strings, per the proto JSON mapping.
+std::string EventToJson(const v1::Event& event);
+std::string StatsToJson(const v1::Stats& stats);
 // {"token", "expires_at", "scopes", "organization_id"}: prints the token, by design.
 std::string AccessTokenToJson(const v1::GetAccessTokenResponse& response);
 // {"authorize_url", "state", "expires_at"}.

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "connectbroker/client.h"
@@ -22,8 +24,99 @@ using ::testing::HasSubstr;
 
 constexpr auto kTimeout = std::chrono::seconds(10);
 
-class FakeAdmin final : public v1::AdminService::Service {
+// WatchEvents: events after_sequence+1 .. 3 (of request.organization_id), then OK with
+// no_follow; otherwise waits for the caller to cancel, except for org_drop, whose stream the
+// "daemon" ends with UNAVAILABLE after the backlog.
+class FakeWatch final : public grpc::ServerWriteReactor<v1::Event> {
  public:
+  explicit FakeWatch(const v1::WatchEventsRequest& request) : request_(request) {
+    std::lock_guard lock(mu_);
+    next_ = request.after_sequence() + 1;
+    WriteNextLocked();
+  }
+
+  // grpc::ServerWriteReactor
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      return;
+    }
+    WriteNextLocked();
+  }
+  void OnCancel() override {
+    std::lock_guard lock(mu_);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static constexpr uint64_t kLast = 3;
+
+  void WriteNextLocked() {
+    if (next_ <= kLast) {
+      current_.set_sequence(next_++);
+      current_.set_organization_id(request_.organization_id());
+      current_.set_type(v1::EVENT_TYPE_REFRESHED);
+      StartWrite(&current_);
+      return;
+    }
+    if (request_.no_follow()) {
+      FinishLocked(grpc::Status::OK);
+    } else if (request_.organization_id() == "org_drop") {
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "daemon shutting down"));
+    }
+    // Otherwise following: nothing to send until the caller cancels.
+  }
+  void FinishLocked(const grpc::Status& status) {
+    if (!finished_) {
+      finished_ = true;
+      Finish(status);
+    }
+  }
+
+  const v1::WatchEventsRequest request_;
+  std::mutex mu_;
+  uint64_t next_ = 1;
+  bool finished_ = false;
+  v1::Event current_;
+};
+
+class FakeAdmin final
+    : public v1::AdminService::WithCallbackMethod_WatchEvents<v1::AdminService::Service> {
+ public:
+  grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext*,
+                                                   const v1::WatchEventsRequest* request) override {
+    return new FakeWatch(*request);
+  }
+  grpc::Status RevokeMerchant(grpc::ServerContext*, const v1::RevokeMerchantRequest* request,
+                              v1::Merchant* response) override {
+    response->set_organization_id(request->organization_id());
+    response->set_status(v1::GRANT_STATUS_REVOKED);
+    return grpc::Status::OK;
+  }
+  grpc::Status ImportMerchant(grpc::ServerContext*, const v1::ImportMerchantRequest* request,
+                              v1::Merchant* response) override {
+    if (request->refresh_token() != "refresh_good") {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "Mollie rejected the token");
+    }
+    response->set_organization_id("org_imported");
+    response->set_account_ref(request->account_ref());
+    return grpc::Status::OK;
+  }
+  grpc::Status DeleteMerchant(grpc::ServerContext*, const v1::DeleteMerchantRequest* request,
+                              v1::DeleteMerchantResponse*) override {
+    if (request->organization_id() == "org_missing") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown merchant org_missing");
+    }
+    return grpc::Status::OK;
+  }
+  grpc::Status GetStats(grpc::ServerContext*, const v1::GetStatsRequest*,
+                        v1::Stats* response) override {
+    response->set_grants(5);
+    response->set_refresh_paused(true);
+    return grpc::Status::OK;
+  }
   grpc::Status ListMerchants(grpc::ServerContext*, const v1::ListMerchantsRequest* request,
                              v1::ListMerchantsResponse* response) override {
     std::lock_guard lock(mu_);
@@ -148,6 +241,105 @@ TEST_F(BrokerClientTest, GetAccessTokenPassesSelectorAndMinTtl) {
   ASSERT_TRUE(token.ok()) << token.status();
   EXPECT_EQ(token->organization_id(), "org_for_acct-7");
   EXPECT_EQ(token->access_token(), "access_ttl300");
+}
+
+TEST_F(BrokerClientTest, RevokeImportDeleteAndStats) {
+  auto revoked = client_->RevokeMerchant("org_5");
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->status(), v1::GRANT_STATUS_REVOKED);
+  v1::ImportMerchantRequest request;
+  request.set_refresh_token("refresh_good");
+  request.set_account_ref("acct-9");
+  auto imported = client_->ImportMerchant(request);
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  EXPECT_EQ(imported->account_ref(), "acct-9");
+  request.set_refresh_token("refresh_bogus");
+  EXPECT_EQ(client_->ImportMerchant(request).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(client_->DeleteMerchant("org_5").ok());
+  absl::Status missing = client_->DeleteMerchant("org_missing");
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(IsUnreachable(missing));
+  auto stats = client_->GetStats();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->grants(), 5u);
+  EXPECT_TRUE(stats->refresh_paused());
+}
+
+std::vector<uint64_t> Sequences(const std::vector<v1::Event>& events) {
+  std::vector<uint64_t> out;
+  for (const auto& e : events) {
+    out.push_back(e.sequence());
+  }
+  return out;
+}
+
+TEST_F(BrokerClientTest, WatchEventsWithoutFollowEndsAfterTheBacklog) {
+  v1::WatchEventsRequest request;
+  request.set_after_sequence(1);
+  request.set_organization_id("org_7");
+  request.set_no_follow(true);
+  std::vector<v1::Event> events;
+  absl::Status s = client_->WatchEvents(request, [&](const v1::Event& e) { events.push_back(e); });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_THAT(Sequences(events), ElementsAre(2u, 3u));
+  EXPECT_EQ(events[0].organization_id(), "org_7");
+}
+
+TEST_F(BrokerClientTest, WatchEventsFollowsUntilCancelledFromAnotherThread) {
+  WatchCanceller canceller;
+  std::promise<void> backlog_seen;
+  std::thread canceller_thread([&canceller, seen = backlog_seen.get_future()]() mutable {
+    seen.wait();
+    canceller.Cancel();
+  });
+  std::vector<v1::Event> events;
+  absl::Status s = client_->WatchEvents(
+      v1::WatchEventsRequest(),
+      [&](const v1::Event& e) {
+        events.push_back(e);
+        if (e.sequence() == 3) {
+          backlog_seen.set_value();
+        }
+      },
+      &canceller);
+  canceller_thread.join();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(canceller.cancelled());
+  EXPECT_THAT(Sequences(events), ElementsAre(1u, 2u, 3u));
+}
+
+TEST_F(BrokerClientTest, WatchEventsCancelledBeforeItStartsReturnsAtOnce) {
+  WatchCanceller canceller;
+  canceller.Cancel();
+  int events = 0;
+  absl::Status s = client_->WatchEvents(
+      v1::WatchEventsRequest(), [&](const v1::Event&) { ++events; }, &canceller);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(events, 0);
+}
+
+TEST_F(BrokerClientTest, FollowedStreamEndedByTheDaemonIsAnErrorNotUnreachable) {
+  v1::WatchEventsRequest request;
+  request.set_organization_id("org_drop");
+  int events = 0;
+  absl::Status s = client_->WatchEvents(request, [&](const v1::Event&) { ++events; });
+  EXPECT_EQ(events, 3);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s.message(), "daemon shutting down");
+  EXPECT_FALSE(IsUnreachable(s));
+}
+
+TEST(BrokerClientUnreachableTest, FollowingAnUnreachableDaemonFailsFast) {
+  for (const std::string address : {"127.0.0.1:1", "unix:/nonexistent/connect-broker.sock"}) {
+    BrokerClient client(CreateChannel(address), address, kTimeout);
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status s = client.WatchEvents(v1::WatchEventsRequest(), [](const v1::Event&) {});
+    EXPECT_TRUE(IsUnreachable(s)) << address << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(address));
+    // A refused connection is reported at once, not after the connect timeout.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, kTimeout / 2) << address;
+  }
 }
 
 TEST(BrokerClientUnreachableTest, RefusedConnectionIsUnreachable) {

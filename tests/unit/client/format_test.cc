@@ -173,6 +173,111 @@ TEST(JsonTest, Authorization) {
             "\"state\":\"s1\",\"expires_at\":\"2024-05-01T12:00:00Z\"}");
 }
 
+v1::Event Revoked() {
+  v1::Event e;
+  e.set_sequence(42);
+  *e.mutable_time() = At(kNow);
+  e.mutable_time()->set_nanos(250000000);
+  e.set_type(v1::EVENT_TYPE_REVOKED);
+  e.set_organization_id("org_123");
+  e.set_status(v1::GRANT_STATUS_REVOKED);
+  e.set_generation(7);
+  e.set_detail("revoked by an administrator");
+  return e;
+}
+
+TEST(EventTypeNameTest, EveryType) {
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_ONBOARDED), "onboarded");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_REFRESHED), "refreshed");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_REFRESH_FAILED), "refresh-failed");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_NEEDS_REAUTHORIZATION), "needs-reauthorization");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_REVOKED), "revoked");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_DELETED), "deleted");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_APP_CREDENTIALS_REJECTED), "app-credentials-rejected");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_MASS_INVALID_GRANT), "mass-invalid-grant");
+  EXPECT_EQ(EventTypeName(v1::EVENT_TYPE_UNSPECIFIED), "unspecified");
+  EXPECT_EQ(EventTypeName(static_cast<v1::EventType>(99)), "unspecified");
+}
+
+TEST(FormatEventLineTest, SequenceTimeTypeOrgStatusDetail) {
+  EXPECT_EQ(FormatEventLine(Revoked()),
+            "42 2024-05-01T12:00:00.250Z revoked org_123 revoked revoked by an administrator");
+}
+
+TEST(FormatEventLineTest, DashesForAppWideEventsAndMissingFields) {
+  v1::Event e;
+  e.set_sequence(3);
+  *e.mutable_time() = At(kNow);
+  e.set_type(v1::EVENT_TYPE_APP_CREDENTIALS_REJECTED);
+  EXPECT_EQ(FormatEventLine(e), "3 2024-05-01T12:00:00Z app-credentials-rejected - - -");
+  v1::Event deleted = Revoked();
+  deleted.set_type(v1::EVENT_TYPE_DELETED);
+  deleted.clear_status();  // a deleted grant has no status
+  deleted.clear_time();
+  EXPECT_EQ(FormatEventLine(deleted), "42 - deleted org_123 - revoked by an administrator");
+}
+
+TEST(FormatEventLineTest, ControlCharactersAreEscaped) {
+  v1::Event e = Revoked();
+  e.set_detail("bad\nline\x1b[2J");
+  e.set_organization_id("org_\r1");
+  const std::string line = FormatEventLine(e);
+  EXPECT_THAT(line, HasSubstr("org_\\x0d1"));
+  EXPECT_THAT(line, HasSubstr("bad\\x0aline\\x1b[2J"));
+  EXPECT_THAT(line, Not(HasSubstr("\n")));
+  EXPECT_THAT(line, Not(HasSubstr("\x1b")));
+  EXPECT_THAT(line, Not(HasSubstr("\r")));
+}
+
+TEST(FormatStatsTest, KeyValueLines) {
+  v1::Stats s;
+  s.set_grants(12);
+  s.set_scheduled(11);
+  s.set_refreshes_in_flight(1);
+  s.set_refreshes_ok(340);
+  s.set_refreshes_failed(2);
+  EXPECT_EQ(FormatStats(s),
+            "grants:               12\n"
+            "scheduled:            11\n"
+            "refreshes_in_flight:  1\n"
+            "refreshes_ok:         340\n"
+            "refreshes_failed:     2\n"
+            "refresh_paused:       no\n"
+            "pause_reason:         -\n");
+  s.set_refresh_paused(true);
+  s.set_pause_reason("circuit open\x1b]");
+  const std::string text = FormatStats(s);
+  EXPECT_THAT(text, HasSubstr("refresh_paused:       yes\n"));
+  EXPECT_THAT(text, HasSubstr("pause_reason:         circuit open\\x1b]\n"));
+}
+
+TEST(JsonTest, EventIsOneLineWithSnakeCaseKeys) {
+  v1::Event e = Revoked();
+  e.set_detail("two\nlines");
+  const std::string json = EventToJson(e);
+  EXPECT_THAT(json, Not(HasSubstr("\n")));
+  EXPECT_THAT(json, HasSubstr("\"sequence\":\"42\""));
+  EXPECT_THAT(json, HasSubstr("\"time\":\"2024-05-01T12:00:00.250Z\""));
+  EXPECT_THAT(json, HasSubstr("\"type\":\"EVENT_TYPE_REVOKED\""));
+  EXPECT_THAT(json, HasSubstr("\"organization_id\":\"org_123\""));
+  EXPECT_THAT(json, HasSubstr("\"status\":\"GRANT_STATUS_REVOKED\""));
+  EXPECT_THAT(json, HasSubstr("\"detail\":\"two\\nlines\""));
+  v1::Event app_wide;
+  app_wide.set_sequence(1);
+  EXPECT_THAT(EventToJson(app_wide), HasSubstr("\"organization_id\":\"\""));
+}
+
+TEST(JsonTest, StatsHasAllFields) {
+  v1::Stats s;
+  s.set_grants(3);
+  s.set_refresh_paused(true);
+  const std::string json = StatsToJson(s);
+  EXPECT_THAT(json, HasSubstr("\"grants\":\"3\""));
+  EXPECT_THAT(json, HasSubstr("\"refreshes_failed\":\"0\""));
+  EXPECT_THAT(json, HasSubstr("\"refresh_paused\":true"));
+  EXPECT_THAT(json, HasSubstr("\"pause_reason\":\"\""));
+}
+
 TEST(JsonTest, QuoteEscapes) {
   EXPECT_EQ(JsonQuote("a\"b\\c\nd\x01"), "\"a\\\"b\\\\c\\nd\\u0001\"");
 }
