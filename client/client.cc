@@ -46,7 +46,8 @@ BrokerClient::BrokerClient(std::shared_ptr<grpc::Channel> channel, std::string a
       timeout_(timeout),
       admin_(v1::AdminService::NewStub(channel_)),
       token_(v1::TokenService::NewStub(channel_)),
-      onboarding_(v1::OnboardingService::NewStub(channel_)) {}
+      onboarding_(v1::OnboardingService::NewStub(channel_)),
+      proxy_(v1::ProxyService::NewStub(channel_)) {}
 
 void WatchCanceller::Cancel() {
   std::lock_guard lock(mu_);
@@ -291,6 +292,51 @@ absl::StatusOr<v1::Merchant> BrokerClient::CompleteAuthorization(const std::stri
     return s;
   }
   return std::move(*response.mutable_merchant());
+}
+
+absl::StatusOr<v1::ProxyResponse> BrokerClient::Call(
+    const v1::ProxyRequest& request,
+    std::optional<std::chrono::system_clock::time_point> deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(deadline.value_or(std::chrono::system_clock::now() + timeout_));
+  v1::ProxyResponse response;
+  absl::Status s = Convert(proxy_->Call(&context, request, &response));
+  if (!s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::Status BrokerClient::CallPaged(
+    const v1::ProxyPagedRequest& request,
+    const std::function<absl::Status(const v1::ProxyPage&)>& on_page,
+    std::optional<std::chrono::system_clock::time_point> deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(deadline.value_or(std::chrono::system_clock::now() + timeout_));
+  absl::Status stopped;
+  bool received = false;
+  grpc::Status status;
+  {
+    std::unique_ptr<grpc::ClientReader<v1::ProxyPage>> reader =
+        proxy_->CallPaged(&context, request);
+    v1::ProxyPage page;
+    while (reader->Read(&page)) {
+      received = true;
+      stopped = on_page(page);
+      if (!stopped.ok()) {
+        // Finish() after TryCancel() returns CANCELLED; the caller's reason is what matters.
+        context.TryCancel();
+        break;
+      }
+    }
+    status = reader->Finish();
+  }
+  if (!stopped.ok()) {
+    return stopped;
+  }
+  // A stream that delivered pages ran over an established connection: a later UNAVAILABLE is
+  // the daemon's (or the connection dropping), never "unreachable".
+  return Convert(status, received);
 }
 
 }  // namespace connectbroker::client

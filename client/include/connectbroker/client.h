@@ -23,6 +23,7 @@
 #include "connectbroker/v1/admin.grpc.pb.h"
 #include "connectbroker/v1/merchant.pb.h"
 #include "connectbroker/v1/onboarding.grpc.pb.h"
+#include "connectbroker/v1/proxy.grpc.pb.h"
 #include "connectbroker/v1/token.grpc.pb.h"
 
 namespace connectbroker::client {
@@ -89,6 +90,20 @@ class BrokerClient {
   absl::StatusOr<v1::Merchant> CompleteAuthorization(const std::string& code,
                                                      const std::string& state);
 
+  // ProxyService. Any HTTP status Mollie answers with (404, 422, 429, 5xx...) is an OK result
+  // carrying that status; an error status is a failure of the broker (or of reaching it). The
+  // deadline defaults to now + the constructor's timeout.
+  absl::StatusOr<v1::ProxyResponse> Call(
+      const v1::ProxyRequest& request,
+      std::optional<std::chrono::system_clock::time_point> deadline = std::nullopt);
+  // Calls `on_page` on this thread for every page, in order, as it arrives; the deadline bounds
+  // the whole stream. A non-OK status from `on_page` cancels the stream and is returned as is.
+  // A non-2xx page is the last one and the call still returns OK (see proxy.proto).
+  absl::Status CallPaged(
+      const v1::ProxyPagedRequest& request,
+      const std::function<absl::Status(const v1::ProxyPage&)>& on_page,
+      std::optional<std::chrono::system_clock::time_point> deadline = std::nullopt);
+
  private:
   // `was_connected`: the call ran over a connection that had been established, so a failure
   // is never "unreachable".
@@ -105,6 +120,7 @@ class BrokerClient {
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::TokenService::Stub> token_;
   std::unique_ptr<v1::OnboardingService::Stub> onboarding_;
+  std::unique_ptr<v1::ProxyService::Stub> proxy_;
 };
 
 // --- Pure formatting (no I/O); `now` is passed in so that tests control it. ---

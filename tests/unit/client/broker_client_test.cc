@@ -167,6 +167,74 @@ class FakeToken final : public v1::TokenService::Service {
   }
 };
 
+// ProxyService: records requests; answers from the path.
+class FakeProxy final : public v1::ProxyService::Service {
+ public:
+  grpc::Status Call(grpc::ServerContext*, const v1::ProxyRequest* request,
+                    v1::ProxyResponse* response) override {
+    {
+      std::lock_guard lock(mu_);
+      calls_.push_back(*request);
+    }
+    if (request->organization_id() == "org_missing") {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown merchant org_missing");
+    }
+    if (request->path() == "/v2/payments/tr_missing") {
+      response->set_status(404);
+      response->set_body(R"({"status":404,"title":"Not Found","detail":"No payment exists"})");
+    } else {
+      response->set_status(request->method() == "POST" ? 201 : 200);
+      response->set_body(R"({"resource":"payment","id":"tr_1"})");
+    }
+    auto* h = response->add_headers();
+    h->set_name("Content-Type");
+    h->set_value("application/hal+json");
+    response->set_attempts(1);
+    return grpc::Status::OK;
+  }
+  grpc::Status CallPaged(grpc::ServerContext* context, const v1::ProxyPagedRequest* request,
+                         grpc::ServerWriter<v1::ProxyPage>* writer) override {
+    {
+      std::lock_guard lock(mu_);
+      paged_.push_back(*request);
+    }
+    for (int number = 1; number <= 3; ++number) {
+      v1::ProxyPage page;
+      page.set_page_number(number);
+      if (request->path() == "/v2/limited" && number == 2) {
+        page.set_status(429);
+        page.set_body(R"({"status":429,"title":"Too Many Requests"})");
+        writer->Write(page);
+        return grpc::Status::OK;
+      }
+      page.set_status(200);
+      page.set_embedded_key("payments");
+      page.add_items(R"({"id":"tr_)" + std::to_string(2 * number - 1) + "\"}");
+      page.add_items(R"({"id":"tr_)" + std::to_string(2 * number) + "\"}");
+      if (!writer->Write(page) || context->IsCancelled()) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+      if (request->path() == "/v2/broken") {
+        return grpc::Status(grpc::StatusCode::INTERNAL, "page 2 is not a HAL list");
+      }
+    }
+    return grpc::Status::OK;
+  }
+  std::vector<v1::ProxyRequest> calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+  std::vector<v1::ProxyPagedRequest> paged() {
+    std::lock_guard lock(mu_);
+    return paged_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<v1::ProxyRequest> calls_;
+  std::vector<v1::ProxyPagedRequest> paged_;
+};
+
 class BrokerClientTest : public ::testing::Test {
  protected:
   BrokerClientTest() {
@@ -175,6 +243,7 @@ class BrokerClientTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&admin_);
     builder.RegisterService(&token_);
+    builder.RegisterService(&proxy_);
     server_ = builder.BuildAndStart();
     const std::string address = "127.0.0.1:" + std::to_string(port);
     client_ = std::make_unique<BrokerClient>(CreateChannel(address), address, kTimeout);
@@ -183,6 +252,7 @@ class BrokerClientTest : public ::testing::Test {
 
   FakeAdmin admin_;
   FakeToken token_;
+  FakeProxy proxy_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<BrokerClient> client_;
 };
@@ -264,6 +334,136 @@ TEST_F(BrokerClientTest, RevokeImportDeleteAndStats) {
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->grants(), 5u);
   EXPECT_TRUE(stats->refresh_paused());
+}
+
+TEST_F(BrokerClientTest, CallSendsTheRequestAsGiven) {
+  v1::ProxyRequest request;
+  request.set_account_ref("shop-42");
+  request.set_method("POST");
+  request.set_path("/v2/payments");
+  auto* q = request.add_query();
+  q->set_name("include");
+  q->set_value("details.qrCode");
+  auto* h = request.add_headers();
+  h->set_name("X-Request-Id");
+  h->set_value("req-1");
+  request.set_body(R"({"amount":{"currency":"EUR","value":"10.00"}})");
+  request.set_testmode(true);
+  request.set_idempotency_key("key-1");
+  auto response = client_->Call(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status(), 201);
+  EXPECT_EQ(response->body(), R"({"resource":"payment","id":"tr_1"})");
+  auto calls = proxy_.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].SerializeAsString(), request.SerializeAsString());
+}
+
+TEST_F(BrokerClientTest, CallReturnsMollieErrorStatusesAsResults) {
+  v1::ProxyRequest request;
+  request.set_organization_id("org_1");
+  request.set_method("GET");
+  request.set_path("/v2/payments/tr_missing");
+  auto response = client_->Call(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status(), 404);
+  EXPECT_THAT(response->body(), HasSubstr("No payment exists"));
+}
+
+TEST_F(BrokerClientTest, CallBrokerErrorsKeepCodeAndMessage) {
+  v1::ProxyRequest request;
+  request.set_organization_id("org_missing");
+  request.set_method("GET");
+  request.set_path("/v2/payments");
+  auto response = client_->Call(request);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(response.status().message(), "unknown merchant org_missing");
+  EXPECT_FALSE(IsUnreachable(response.status()));
+}
+
+TEST_F(BrokerClientTest, CallHonoursAnExplicitDeadline) {
+  v1::ProxyRequest request;
+  request.set_organization_id("org_1");
+  request.set_method("GET");
+  request.set_path("/v2/payments");
+  ASSERT_TRUE(client_->Call(request).ok());  // connected
+  auto late = client_->Call(request, std::chrono::system_clock::now() - std::chrono::seconds(1));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(IsUnreachable(late.status()));
+  EXPECT_EQ(proxy_.calls().size(), 1u);  // the late one never reached the daemon
+}
+
+std::vector<std::string> Items(const std::vector<v1::ProxyPage>& pages) {
+  std::vector<std::string> out;
+  for (const auto& p : pages) {
+    for (const auto& item : p.items()) {
+      out.push_back(item);
+    }
+  }
+  return out;
+}
+
+TEST_F(BrokerClientTest, CallPagedDeliversEveryPageInOrder) {
+  v1::ProxyPagedRequest request;
+  request.set_organization_id("org_1");
+  request.set_path("/v2/payments");
+  request.set_max_items(10);
+  std::vector<v1::ProxyPage> pages;
+  absl::Status s = client_->CallPaged(request, [&](const v1::ProxyPage& p) {
+    pages.push_back(p);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(pages.size(), 3u);
+  EXPECT_EQ(pages[2].page_number(), 3);
+  EXPECT_THAT(Items(pages),
+              ElementsAre(R"({"id":"tr_1"})", R"({"id":"tr_2"})", R"({"id":"tr_3"})",
+                          R"({"id":"tr_4"})", R"({"id":"tr_5"})", R"({"id":"tr_6"})"));
+  ASSERT_EQ(proxy_.paged().size(), 1u);
+  EXPECT_EQ(proxy_.paged()[0].max_items(), 10);
+}
+
+TEST_F(BrokerClientTest, CallPagedNon2xxPageIsTheLastAndTheCallIsOk) {
+  v1::ProxyPagedRequest request;
+  request.set_organization_id("org_1");
+  request.set_path("/v2/limited");
+  std::vector<v1::ProxyPage> pages;
+  absl::Status s = client_->CallPaged(request, [&](const v1::ProxyPage& p) {
+    pages.push_back(p);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(pages.size(), 2u);
+  EXPECT_EQ(pages[1].status(), 429);
+}
+
+TEST_F(BrokerClientTest, CallPagedStopsWhenTheCallbackFails) {
+  v1::ProxyPagedRequest request;
+  request.set_organization_id("org_1");
+  request.set_path("/v2/payments");
+  int pages = 0;
+  absl::Status s = client_->CallPaged(request, [&](const v1::ProxyPage&) {
+    ++pages;
+    return absl::AbortedError("stdout closed");
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(s.message(), "stdout closed");
+  EXPECT_EQ(pages, 1);
+}
+
+TEST_F(BrokerClientTest, CallPagedErrorAfterPagesIsTheDaemonsNotUnreachable) {
+  v1::ProxyPagedRequest request;
+  request.set_organization_id("org_1");
+  request.set_path("/v2/broken");
+  int pages = 0;
+  absl::Status s = client_->CallPaged(request, [&](const v1::ProxyPage&) {
+    ++pages;
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(pages, 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(s.message(), "page 2 is not a HAL list");
+  EXPECT_FALSE(IsUnreachable(s));
 }
 
 std::vector<uint64_t> Sequences(const std::vector<v1::Event>& events) {
@@ -353,6 +553,26 @@ TEST(BrokerClientUnreachableTest, RefusedConnectionIsUnreachable) {
   }
   EXPECT_FALSE(IsUnreachable(absl::OkStatus()));
   EXPECT_FALSE(IsUnreachable(absl::UnavailableError("x")));
+}
+
+TEST(BrokerClientUnreachableTest, ProxyCallsToAnUnreachableDaemonAreUnreachable) {
+  const std::string address = "127.0.0.1:1";
+  BrokerClient client(CreateChannel(address), address, kTimeout);
+  v1::ProxyRequest request;
+  request.set_organization_id("org_1");
+  request.set_method("GET");
+  request.set_path("/v2/payments");
+  EXPECT_TRUE(IsUnreachable(client.Call(request).status()));
+  v1::ProxyPagedRequest paged;
+  paged.set_organization_id("org_1");
+  paged.set_path("/v2/payments");
+  int pages = 0;
+  absl::Status s = client.CallPaged(paged, [&](const v1::ProxyPage&) {
+    ++pages;
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(IsUnreachable(s)) << s;
+  EXPECT_EQ(pages, 0);
 }
 
 }  // namespace
