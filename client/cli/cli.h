@@ -1,6 +1,7 @@
 // Shared pieces of the connect-broker CLI: parsed flags, exit codes, error reporting, the admin
-// commands (revoke, delete, import, events, stats), secret input and Ctrl-C handling. Runs on the
-// main thread except InterruptWatcher's own thread. Nothing here prints a token.
+// commands (revoke, delete, import, events, stats), `call` (Mollie API calls through the
+// broker's ProxyService), secret input and Ctrl-C handling. Runs on the main thread except
+// InterruptWatcher's own thread. Nothing here prints a token.
 #pragma once
 
 #include <signal.h>
@@ -15,12 +16,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "proxy_call.h"
 
 namespace connectbroker::cli {
 
 inline constexpr int kExitError = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnreachable = 3;
+// `call`: the broker answered with Mollie's response and its HTTP status is not 2xx.
+inline constexpr int kExitHttpError = 4;
 
 struct Flags {
   std::string address;
@@ -43,6 +47,8 @@ struct Flags {
   std::string redirect_uri;        // import
   uint64_t after_sequence = 0;     // events --after
   bool follow = false;             // events --follow
+  CallArgs call;                   // call (ORG METHOD PATH and its options)
+  std::string data_file;           // call --data-file: a path, or "-" for stdin
 };
 
 // "connect-broker: COMMAND: CODE: message" on stderr; returns 3 when the daemon was unreachable,
@@ -52,6 +58,13 @@ int Fail(std::string_view command, const absl::Status& status);
 // revoke, delete, import, events, stats.
 bool IsAdminCommand(const std::string& command);
 int RunAdminCommand(const std::string& command, const Flags& flags);
+
+// `call ORG METHOD PATH ...`: checks the arguments (usage errors exit 2 before any RPC), reads
+// --data-file, calls ProxyService.Call or CallPaged and prints the outcome. Exit status: 0 for
+// a 2xx answer, 4 for any other HTTP status (the body still on stdout), 1/3 as for every command.
+int RunCallCommand(const Flags& flags);
+// Reads a request body for --data-file ("-": stdin), at most `limit` bytes.
+absl::StatusOr<std::string> ReadDataFile(const std::string& path, size_t limit);
 
 // The one refresh token in `contents` (surrounding whitespace ignored). INVALID_ARGUMENT when
 // empty, oversized, or not exactly one whitespace-free word; messages never quote the contents.

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """connect-broker with no daemon listening: exit 3 and a clear message; usage errors exit 2
-(delete without --yes and import without a readable token file never reach for the daemon).
+(delete without --yes, import without a readable token file and `call` with bad arguments never
+reach for the daemon).
 
 Usage: cli_unreachable_test.py PATH/TO/connect-broker
 """
@@ -43,7 +44,8 @@ class UnreachableTest(unittest.TestCase):
 
     def test_admin_commands_unreachable(self):
         for args in (["stats"], ["revoke", "org_1"], ["delete", "org_1", "--yes"], ["events"],
-                     ["events", "--follow"]):
+                     ["events", "--follow"], ["call", "org_1", "GET", "/v2/profiles"],
+                     ["call", "org_1", "GET", "/v2/payments", "--paged"]):
             rc, out, err = run("--address", "127.0.0.1:1", *args)
             self.assertEqual(rc, 3, "%s: %s" % (args, err))
             self.assertEqual(out, "", args)
@@ -58,7 +60,23 @@ class UnreachableTest(unittest.TestCase):
                      ["revoke"], ["delete", "org_1"], ["import"],
                      ["import", "--refresh-token-file", "/nonexistent/token"],
                      ["import", "refresh_token_on_argv"], ["events", "--after", "-1"],
-                     ["events", "--after", "x"], ["stats", "extra"]):
+                     ["events", "--after", "x"], ["stats", "extra"],
+                     ["call"], ["call", "org_1", "GET"], ["call", "org_1", "PUT", "/v2/x"],
+                     ["call", "org_1", "GET", "/v2/payments", "--data", "{}"],
+                     ["call", "org_1", "POST", "/v2/payments", "--data", "{bad"],
+                     ["call", "org_1", "POST", "/v2/payments", "--data", "{}", "--data-file",
+                      "/dev/null"],
+                     ["call", "org_1", "POST", "/v2/payments", "--data-file",
+                      "/nonexistent/body.json"],
+                     ["call", "org_1", "POST", "/v2/payments", "--paged"],
+                     ["call", "org_1", "GET", "/v2/payments", "--max-items", "2"],
+                     ["call", "org_1", "GET", "/v2/payments", "--paged", "--max-items", "0"],
+                     ["call", "org_1", "GET", "/v2/payments?limit=2"],
+                     ["call", "org_1", "GET", "/oauth2/tokens"],
+                     ["call", "org_1", "GET", "/v2/x", "--header", "NoColon"],
+                     ["call", "org_1", "GET", "/v2/x", "--query", "novalue"],
+                     ["call", "org_1", "GET", "/v2/x", "--idempotency-key", "k"],
+                     ["call", "org_1", "GET", "/v2/x", "--include", "--json"]):
             rc, out, err = run("--address", "127.0.0.1:1", *args)
             self.assertEqual(rc, 2, "%s: %s" % (args, err))
             self.assertEqual(out, "", args)
@@ -66,7 +84,8 @@ class UnreachableTest(unittest.TestCase):
     def test_help_for_every_subcommand(self):
         rc, out, _ = run("--help")
         self.assertEqual(rc, 0)
-        for word in ("--address", "CONNECT_BROKER_ADDRESS", "--timeout", "Exit status"):
+        for word in ("--address", "CONNECT_BROKER_ADDRESS", "--timeout", "Exit status",
+                     "4 (call only)"):
             self.assertIn(word, out)
         expected = {
             "merchants": ["--status", "--limit", "--json", "needs-reauthorization"],
@@ -80,6 +99,9 @@ class UnreachableTest(unittest.TestCase):
             "import": ["--refresh-token-file", "--redirect-uri", "--account-ref", "stdin"],
             "events": ["--after", "--org", "--follow", "--json", "SEQ TIME TYPE ORG STATUS"],
             "stats": ["--json"],
+            "call": ["ORG", "METHOD", "PATH", "--account-ref", "--query", "--data",
+                     "--data-file", "--testmode", "--idempotency-key", "--header", "--paged",
+                     "--max-items", "--include", "--pretty", "--json", "NDJSON", "exits 4"],
         }
         for command, words in expected.items():
             self.assertIn(command, out)

@@ -1,6 +1,7 @@
 // connect-broker: the admin CLI of the connect-broker daemon. Blocking gRPC calls through
 // BrokerClient; prints tables, key/value lines or JSON. Only `token` prints a token (on stdout).
-// Exit status: 0 ok, 1 error from the daemon, 2 usage error, 3 daemon unreachable.
+// Exit status: 0 ok, 1 error from the daemon, 2 usage error, 3 daemon unreachable, 4 (`call`)
+// Mollie answered with a non-2xx HTTP status.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
@@ -28,6 +29,9 @@ void AddJsonFlag(CLI::App* sub, Flags& f, const std::string& what) {
 int Run(const std::string& command, const Flags& f) {
   if (connectbroker::cli::IsAdminCommand(command)) {
     return connectbroker::cli::RunAdminCommand(command, f);
+  }
+  if (command == "call") {
+    return connectbroker::cli::RunCallCommand(f);
   }
   cb::BrokerClient client(
       cb::CreateChannel(f.address), f.address,
@@ -109,7 +113,8 @@ int main(int argc, char** argv) {
                "connect-broker"};
   app.footer(
       "Exit status: 0 success, 1 error reported by the daemon, 2 usage error, 3 daemon "
-      "unreachable.\nErrors go to stderr as 'connect-broker: COMMAND: GRPC_CODE: message'.\n"
+      "unreachable, 4 (call only) Mollie answered with an HTTP status other than 2xx.\n"
+      "Errors go to stderr as 'connect-broker: COMMAND: GRPC_CODE: message'.\n"
       "Global options (--address, --timeout) may come before or after the subcommand.\n"
       "Only `token` ever prints a token; `import` reads one from a file or stdin, never argv.\n");
   app.require_subcommand(1);
@@ -230,11 +235,61 @@ int main(int argc, char** argv) {
       "stats", "Show the refresh engine's counters (grants, scheduled, refreshes, pause)");
   AddJsonFlag(stats, f, "the counters");
 
+  CLI::App* call = app.add_subcommand(
+      "call",
+      "Call Mollie's API for a merchant through the broker, which adds the merchant's access "
+      "token (never shown). Prints Mollie's response body exactly as received on stdout; a "
+      "status other than 2xx is also reported on stderr and exits 4");
+  call->add_option("ORG", f.call.merchant,
+                   "Mollie organization id (org_...), or with --account-ref the platform's "
+                   "account reference")
+      ->required();
+  call->add_option("METHOD", f.call.method, "GET, POST, PATCH or DELETE")->required();
+  call->add_option("PATH", f.call.path,
+                   "Path under https://api.mollie.com, starting with /v2/ (e.g. /v2/payments); "
+                   "no query: use --query")
+      ->required();
+  call->add_flag("--account-ref", f.call.by_account_ref, "ORG is an account reference");
+  call->add_option("--query", f.call.query,
+                   "Query parameter NAME=VALUE (repeatable; the broker percent-encodes it)")
+      ->allow_extra_args(false);
+  std::string data_text;
+  CLI::Option* data_opt = call->add_option(
+      "--data", data_text, "JSON request body (POST, PATCH, DELETE); must be valid JSON");
+  call->add_option("--data-file", f.data_file, "Read the JSON request body from FILE ('-': stdin)")
+      ->excludes(data_opt);
+  call->add_flag("--testmode", f.call.testmode,
+                 "Test mode: the broker adds testmode=true (query for GET/DELETE, body for "
+                 "POST/PATCH)");
+  call->add_option("--idempotency-key", f.call.idempotency_key,
+                   "Idempotency-Key for a POST, PATCH or DELETE: Mollie answers a repeat with the "
+                   "first result instead of acting twice");
+  call->add_option("--header", f.call.headers,
+                   "Request header 'Name: value' (repeatable); the broker allows Accept, "
+                   "Accept-Language, Content-Type: application/json and X-Request-Id")
+      ->allow_extra_args(false);
+  call->add_flag("--paged", f.call.paged,
+                 "GET a list and follow _links.next: print every item as one JSON line (NDJSON) "
+                 "as the pages arrive; a page that is not 2xx ends it (status on stderr, exit 4)");
+  call->add_option("--max-items", f.call.max_items,
+                   "With --paged: stop after N items (default: all)")
+      ->check(CLI::PositiveNumber);
+  call->add_flag("--include", f.call.include,
+                 "Print the status line and Mollie's response headers before the body");
+  call->add_flag("--pretty", f.call.pretty, "Indent a JSON body (default: exactly as received)");
+  call->add_flag("--json", f.call.json,
+                 "Print {status, headers, body, attempts, token_refreshed} as one JSON object; "
+                 "with --paged one object per page: {page_number, status, embedded_key, "
+                 "headers, items, body}");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : kExitUsage;
+  }
+  if (data_opt->count() > 0) {
+    f.call.data = data_text;
   }
   if (f.address.empty()) {
     std::cerr << "connect-broker: --address must not be empty\n";
