@@ -1,7 +1,9 @@
 // The test control API under /_sim/ (JSON, no auth): ground truth, stats, run-time config,
-// fault injection, revocation "from Mollie's side" and organizations. Called with mu_ held.
+// revocation "from Mollie's side", organizations, bulk grants and the clock; faults are in
+// faults.cc, payments and the API log in control_payments.cc. Called with mu_ held.
 #include <boost/json/parse.hpp>
 
+#include "tests/mollie_sim/control_support.h"
 #include "tests/mollie_sim/simulator.h"
 
 namespace connectbroker::mollie_sim {
@@ -9,54 +11,7 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr int64_t kDefaultFaultDelayMs = 1000;
-constexpr int64_t kMaxFaultDelayMs = 600000;
 constexpr int64_t kMaxClockAdvanceSeconds = 100LL * 365 * 24 * 3600;
-
-SimResponse ControlError(int status, std::string_view message) {
-  return JsonResponse(status, json::object{{"error", message}});
-}
-
-bool IsKnownFaultMode(std::string_view mode) {
-  for (std::string_view known :
-       {"none", "http_500", "http_503", "http_429", "http_400_invalid_grant", "garbage",
-        "missing_fields", "invalid_client", "reset", "hang", "delay", "reply_then_drop"}) {
-    if (mode == known) {
-      return true;
-    }
-  }
-  return false;
-}
-
-// Reads an optional integer member. False when present but not an integer >= `min`.
-bool ReadInt(const json::object& body, std::string_view key, int64_t min,
-             std::optional<int64_t>& out) {
-  const json::value* value = body.if_contains(key);
-  if (value == nullptr) {
-    return true;
-  }
-  if (value->is_int64() && value->as_int64() >= min) {
-    out = value->as_int64();
-    return true;
-  }
-  if (value->is_uint64() && value->as_uint64() < (uint64_t{1} << 62)) {
-    out = static_cast<int64_t>(value->as_uint64());
-    return true;
-  }
-  return false;
-}
-
-bool ReadString(const json::object& body, std::string_view key, std::optional<std::string>& out) {
-  const json::value* value = body.if_contains(key);
-  if (value == nullptr) {
-    return true;
-  }
-  if (!value->is_string()) {
-    return false;
-  }
-  out = std::string(value->as_string());
-  return true;
-}
 
 }  // namespace
 
@@ -87,7 +42,10 @@ json::object Simulator::StatsJson() const {
       {"refresh_attempts_by_organization", counts(stats_.refresh_attempts_by_organization)},
       {"revocations", stats_.revocations},
       {"max_concurrent_token_requests", stats_.max_concurrent_token_requests},
-      {"token_requests_in_flight", token_requests_in_flight_}};
+      {"token_requests_in_flight", token_requests_in_flight_},
+      {"api_requests", stats_.api_requests},
+      {"api_requests_in_flight", api_requests_in_flight_},
+      {"max_concurrent_api_requests", stats_.max_concurrent_api_requests}};
 }
 
 SimResponse Simulator::BulkGrants(const json::object& body) {
@@ -129,7 +87,7 @@ SimResponse Simulator::BulkGrants(const json::object& body) {
       id = org_prefix + number;
     } while (organizations_.contains(id));
     Organization& org = organizations_[id];
-    org = Organization{id, "Merchant " + number, "merchant-" + number + "@example.com"};
+    org = Organization{id, "Merchant " + number, "merchant-" + number + "@example.com", NowMs()};
     const size_t grant = grants_.size();
     grants_.push_back(Grant{id, scope, exchange_redirect, false});
     const size_t refresh = AddRefreshToken(grant, kNone);
@@ -140,7 +98,8 @@ SimResponse Simulator::BulkGrants(const json::object& body) {
   return JsonResponse(200, json::object{{"grants", std::move(out)}});
 }
 
-SimResponse Simulator::Control(const SimRequest& request, std::string_view path) {
+SimResponse Simulator::Control(const SimRequest& request, std::string_view path,
+                               std::string_view query) {
   const bool get = request.method == "GET";
   const bool post = request.method == "POST";
   json::object body;
@@ -181,6 +140,7 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
   if (path == "/_sim/stats/reset" && post) {
     stats_ = Stats{};
     stats_.max_concurrent_token_requests = token_requests_in_flight_;
+    stats_.max_concurrent_api_requests = api_requests_in_flight_;
     return JsonResponse(200, StatsJson());
   }
 
@@ -248,57 +208,7 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
   }
 
   if (path == "/_sim/faults" && (get || post)) {
-    if (post) {
-      std::optional<std::string> target;
-      std::optional<std::string> mode;
-      std::optional<int64_t> count;
-      std::optional<int64_t> retry_after;
-      std::optional<int64_t> delay_ms;
-      std::optional<std::string> grant_type;
-      if (!ReadString(body, "target", target) || !ReadString(body, "mode", mode) ||
-          !ReadInt(body, "count", -1, count) ||
-          !ReadInt(body, "retry_after_seconds", 0, retry_after) ||
-          !ReadInt(body, "delay_ms", 0, delay_ms) || !ReadString(body, "grant_type", grant_type)) {
-        return ControlError(400, "bad field type");
-      }
-      const std::string t = target.value_or("all");
-      if (t != "token" && t != "api" && t != "all") {
-        return ControlError(400, "target must be token, api or all");
-      }
-      if (!mode || !IsKnownFaultMode(*mode)) {
-        return ControlError(400, "unknown or missing mode");
-      }
-      if (delay_ms && *delay_ms > kMaxFaultDelayMs) {
-        return ControlError(400, "delay_ms must be at most 600000");
-      }
-      const std::string g = grant_type.value_or("");
-      if (!g.empty() && g != "refresh_token" && g != "authorization_code") {
-        return ControlError(400, "grant_type must be refresh_token or authorization_code");
-      }
-      if (!g.empty() && t != "token") {
-        return ControlError(400, "grant_type needs target token");
-      }
-      // A new fault replaces the ones it overlaps for the same target (a grant_type-restricted
-      // one keeps the other grant type's); mode none clears; target all: everything.
-      std::erase_if(faults_, [&](const Fault& f) {
-        return t == "all" ||
-               (f.target == t && (g.empty() || f.grant_type.empty() || f.grant_type == g));
-      });
-      if (*mode != "none" && count.value_or(1) != 0) {
-        faults_.push_back(Fault{t, *mode, count.value_or(1), retry_after.value_or(-1),
-                                *mode == "delay" ? delay_ms.value_or(kDefaultFaultDelayMs) : 0, g});
-      }
-    }
-    json::array list;
-    for (const Fault& fault : faults_) {
-      list.push_back(json::object{{"target", fault.target},
-                                  {"mode", fault.mode},
-                                  {"count", fault.remaining},
-                                  {"retry_after_seconds", fault.retry_after_seconds},
-                                  {"delay_ms", fault.delay_ms},
-                                  {"grant_type", fault.grant_type}});
-    }
-    return JsonResponse(200, json::object{{"faults", std::move(list)}});
+    return FaultsControl(post, body);
   }
 
   if (path == "/_sim/revoke" && post) {
@@ -338,6 +248,10 @@ SimResponse Simulator::Control(const SimRequest& request, std::string_view path)
       list.push_back(json::object{{"id", org.id}, {"name", org.name}, {"email", org.email}});
     }
     return JsonResponse(200, json::object{{"organizations", std::move(list)}});
+  }
+
+  if (auto response = PaymentsControl(request, path, query, body)) {
+    return *std::move(response);
   }
 
   static constexpr std::string_view kPaths[] = {

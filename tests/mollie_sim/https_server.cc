@@ -5,9 +5,11 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <exception>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -39,21 +41,41 @@ void LogRequest(std::string_view method, std::string_view target, std::string_vi
   CB_LOG(INFO) << method << " " << target.substr(0, target.find('?')) << " " << outcome;
 }
 
-// Calls Simulator::TokenRequestDone() when it goes out of scope (if given a simulator).
-class InFlight {
+// Runs a response's on_finished (if any) when it goes out of scope: when the response has been
+// sent, dropped, or abandoned because the coroutine was destroyed at shutdown.
+class Finisher {
  public:
-  explicit InFlight(Simulator* simulator) : simulator_(simulator) {}
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-  ~InFlight() {
-    if (simulator_ != nullptr) {
-      simulator_->TokenRequestDone();
+  explicit Finisher(std::function<void()> done) : done_(std::move(done)) {}
+  Finisher(const Finisher&) = delete;
+  Finisher& operator=(const Finisher&) = delete;
+  ~Finisher() {
+    if (done_) {
+      done_();
     }
   }
 
  private:
-  Simulator* simulator_;
+  std::function<void()> done_;
 };
+
+SimRequest ToSimRequest(http::request<http::string_body>& request) {
+  SimRequest out;
+  out.method = std::string(request.method_string());
+  out.target = std::string(request.target());
+  out.content_type = std::string(request[http::field::content_type]);
+  out.authorization = std::string(request[http::field::authorization]);
+  out.host = std::string(request[http::field::host]);
+  out.idempotency_key = std::string(request["Idempotency-Key"]);
+  for (const auto& field : request) {
+    std::string name(field.name_string());
+    for (char& c : name) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    out.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
+  out.body = std::move(request.body());
+  return out;
+}
 
 // Reads and discards what the client still sends (a lingering close), so that closing with
 // unread data does not reset the connection before the client has read our error response.
@@ -100,14 +122,14 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
     if (read_ec) {
       break;  // end of stream, timeout, reset or a malformed request: just close
     }
-    const auto& request = parser.get();
-    SimRequest sim_request{std::string(request.method_string()), std::string(request.target()),
-                           std::string(request[http::field::content_type]),
-                           std::string(request[http::field::authorization]), request.body()};
-    const SimResponse sim_response = simulator.Handle(sim_request);
-    // A token request stays in flight until this iteration ends (also when the coroutine is
+    http::request<http::string_body> request = parser.release();
+    const unsigned version = request.version();
+    const bool keep_alive = request.keep_alive();
+    const SimRequest sim_request = ToSimRequest(request);
+    SimResponse sim_response = simulator.Handle(sim_request);
+    // Tracked requests stay in flight until this iteration ends (also when the coroutine is
     // destroyed at shutdown).
-    InFlight in_flight(sim_response.token_request ? &simulator : nullptr);
+    Finisher finisher(std::move(sim_response.on_finished));
 
     if (sim_response.delay_ms > 0) {
       asio::steady_timer delay(co_await asio::this_coro::executor,
@@ -137,15 +159,27 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
                    ? std::to_string(sim_response.status)
                    : std::to_string(sim_response.status) + " (" + sim_response.log_note + ")");
     http::response<http::string_body> response{static_cast<http::status>(sim_response.status),
-                                               request.version()};
+                                               version};
     response.set(http::field::server, "mollie-sim");
     for (const auto& [name, value] : sim_response.headers) {
       response.insert(name, value);
     }
-    response.body() = sim_response.body;
-    response.keep_alive(request.keep_alive());
+    response.body() = std::move(sim_response.body);
+    response.keep_alive(keep_alive);
     response.prepare_payload();
     beast::get_lowest_layer(stream).expires_after(kWriteTimeout);
+    if (sim_response.action == SimAction::kTruncate) {
+      // The headers promise the whole body (Content-Length); half of it is sent, then the
+      // connection is closed (TLS close_notify, then TCP close).
+      http::response_serializer<http::string_body> serializer(response);
+      auto [header_ec, header_bytes] =
+          co_await http::async_write_header(stream, serializer, kNoThrow);
+      if (!header_ec) {
+        const std::string& body = response.body();
+        co_await asio::async_write(stream, asio::buffer(body.data(), body.size() / 2), kNoThrow);
+      }
+      break;
+    }
     auto [write_ec, written] = co_await http::async_write(stream, response, kNoThrow);
     if (write_ec || !response.keep_alive()) {
       break;

@@ -1,5 +1,5 @@
 // mollie-sim: an HTTPS simulator of Mollie's OAuth (my.mollie.com, api.mollie.com/oauth2) and of
-// GET /v2/organizations/me, with a /_sim/ control API for tests. See README.md.
+// a slice of its REST API (/v2/), with a /_sim/ control API for tests. See README.md.
 // Exit codes: 0 after SIGINT/SIGTERM, 1 on a runtime failure, 2 on bad flags.
 #include <unistd.h>
 
@@ -28,7 +28,8 @@ using connectbroker::mollie_sim::SimOptions;
 
 constexpr std::string_view kUsage = R"(Usage: mollie-sim --cert PEM --key PEM [flags]
 
-An HTTPS simulator of Mollie Connect (OAuth authorize/tokens/revoke, GET /v2/organizations/me)
+An HTTPS simulator of Mollie Connect (OAuth authorize/tokens/revoke) and of a slice of the REST
+API (organizations/me, profiles, permissions, onboarding, payments, refunds, Idempotency-Key)
 with a test control API under /_sim/. See tests/mollie_sim/README.md.
 
   --listen HOST:PORT          address to listen on (default 127.0.0.1:0, any free port)
@@ -44,6 +45,7 @@ with a test control API under /_sim/. See tests/mollie_sim/README.md.
   --code-ttl SECONDS          authorization code lifetime (default 30)
   --rotate-refresh-tokens     return a new refresh token on every refresh (default off); the
                               old one replays the new one until the new one is used
+  --threads N                 I/O threads serving connections (default 2, 1..64)
   --help                      show this text
 )";
 
@@ -183,6 +185,14 @@ int main(int argc, char** argv) {
       sim.access_token_ttl_seconds = ParseSeconds(flag, next());
     } else if (flag == "--code-ttl") {
       sim.code_ttl_seconds = ParseSeconds(flag, next());
+    } else if (flag == "--threads") {
+      const std::string text = next();
+      int threads = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), threads);
+      if (ec != std::errc() || end != text.data() + text.size() || threads < 1 || threads > 64) {
+        BadFlags("--threads wants a number 1..64, got '" + text + "'");
+      }
+      server.threads = threads;
     } else if (flag == "--rotate-refresh-tokens" && !has_value) {
       sim.rotate_refresh_tokens = true;
     } else {

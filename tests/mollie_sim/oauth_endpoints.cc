@@ -170,6 +170,8 @@ SimResponse MissingField(std::string_view name) {
 
 }  // namespace
 
+std::span<const std::string_view> KnownScopes() { return kScopes; }
+
 std::optional<std::vector<std::string>> ParseScopes(std::string_view text, std::string* unknown) {
   std::vector<std::string> scopes;
   for (std::string_view rest = text; !rest.empty();) {

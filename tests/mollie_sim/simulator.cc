@@ -1,20 +1,17 @@
-// Routing, faults, the REST API (/v2/organizations/me) and the shared state helpers.
+// Routing, the /v2/ wrapper (faults, API log, in-flight counts), the response helpers and the
+// shared state helpers.
 #include "tests/mollie_sim/simulator.h"
 
 #include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include "tests/mollie_sim/rest_support.h"
+
 namespace connectbroker::mollie_sim {
 namespace json = boost::json;
 
 namespace {
-
-constexpr std::string_view kHalJson = "application/hal+json";
-
-json::object Link(std::string_view href, std::string_view type = "application/hal+json") {
-  return json::object{{"href", href}, {"type", type}};
-}
 
 SimResponse PlainResponse(int status, std::string_view text) {
   SimResponse response;
@@ -24,26 +21,32 @@ SimResponse PlainResponse(int status, std::string_view text) {
   return response;
 }
 
-// Faults whose request is processed as usual; only the reply is late (delay) or lost.
+// Faults whose request is processed as usual; only the reply is late (delay), lost
+// (reply_then_drop) or cut short (truncated).
 bool ProcessesNormally(std::string_view mode) {
-  return mode == "delay" || mode == "reply_then_drop";
+  return mode == "delay" || mode == "reply_then_drop" || mode == "truncated";
 }
 
 void ApplyPassThroughFault(std::string_view mode, int64_t delay_ms, SimResponse& response) {
   if (mode == "delay") {
     response.delay_ms = delay_ms;
     response.log_note = "delayed " + std::to_string(delay_ms) + " ms";
+  } else if (mode == "truncated") {
+    response.action = SimAction::kTruncate;
+    response.log_note = "fault: truncated";
   } else {  // reply_then_drop
     response.action = SimAction::kReset;
     response.log_note = "fault: reply_then_drop";
   }
 }
 
-SimResponse MethodNotAllowed(std::string_view allow) {
-  SimResponse response =
-      HalError(405, "Method Not Allowed", "The requested method is not allowed on this resource");
-  response.headers.emplace_back("Allow", allow);
-  return response;
+// The status a log entry records: the one decided, also when it was never (fully) delivered;
+// 0 when no response was produced.
+int LoggedStatus(const SimResponse& response, const std::optional<std::string>& fault_mode) {
+  const bool answered = response.action == SimAction::kRespond ||
+                        response.action == SimAction::kTruncate ||
+                        (fault_mode && *fault_mode == "reply_then_drop");
+  return answered ? response.status : 0;
 }
 
 }  // namespace
@@ -63,16 +66,14 @@ SimResponse OAuthError(int status, std::string_view error, std::string_view desc
   return response;
 }
 
-SimResponse HalError(int status, std::string_view title, std::string_view detail) {
-  return JsonResponse(
-      status,
-      json::object{{"status", status},
-                   {"title", title},
-                   {"detail", detail},
-                   {"_links",
-                    {{"documentation",
-                      Link("https://docs.mollie.com/overview/handling-errors", "text/html")}}}},
-      kHalJson);
+SimResponse HalError(int status, std::string_view detail, std::string_view field) {
+  json::object body{{"status", status}, {"title", HalTitle(status)}, {"detail", detail}};
+  if (!field.empty()) {
+    body["field"] = field;
+  }
+  body["_links"] = {
+      {"documentation", Link("https://docs.mollie.com/overview/handling-errors", "text/html")}};
+  return JsonResponse(status, body, kHalJson);
 }
 
 SimResponse HalUnauthorized() {
@@ -117,18 +118,10 @@ SimResponse Simulator::Route(const SimRequest& request, std::string_view path,
     return TokenEndpoint(request);
   }
   if (path.starts_with("/v2/")) {
-    const std::optional<Fault> fault = TakeFault("api", "");
-    if (fault && !ProcessesNormally(fault->mode)) {
-      return FaultResponse(*fault, "api", "");
-    }
-    SimResponse response = Api(request, path);
-    if (fault) {
-      ApplyPassThroughFault(fault->mode, fault->delay_ms, response);
-    }
-    return response;
+    return ApiEndpoint(request, path, query);
   }
   if (path.starts_with("/_sim/")) {
-    return Control(request, path);
+    return Control(request, path, query);
   }
   return PlainResponse(404, "Not Found");
 }
@@ -157,16 +150,14 @@ SimResponse Simulator::TokenEndpoint(const SimRequest& request) {
     }
   }
   if (post) {
-    // The status decided; for reply_then_drop the one that was never delivered.
-    const bool answered =
-        response.action == SimAction::kRespond || (fault && fault->mode == "reply_then_drop");
+    const std::optional<std::string> mode =
+        fault ? std::optional<std::string>(fault->mode) : std::nullopt;
     token_log_.push_back(TokenLogEntry{NowMs(), info.grant_type, info.organization_id,
-                                       answered ? response.status : 0,
-                                       fault ? fault->mode : "none"});
+                                       LoggedStatus(response, mode), mode.value_or("none")});
     if (token_log_.size() > kTokenLogCapacity) {
       token_log_.pop_front();
     }
-    response.token_request = true;
+    response.on_finished = [this] { TokenRequestDone(); };
     ++token_requests_in_flight_;
     stats_.max_concurrent_token_requests =
         std::max(stats_.max_concurrent_token_requests, token_requests_in_flight_);
@@ -179,71 +170,14 @@ void Simulator::TokenRequestDone() {
   --token_requests_in_flight_;
 }
 
-std::optional<Simulator::Fault> Simulator::TakeFault(std::string_view target,
-                                                     std::string_view grant_type) {
-  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
-    if (it->target != target && it->target != "all") {
-      continue;
-    }
-    if (!it->grant_type.empty() && it->grant_type != grant_type) {
-      continue;
-    }
-    const Fault fault = *it;
-    if (it->remaining > 0 && --it->remaining == 0) {
-      faults_.erase(it);
-    }
-    return fault;
-  }
-  return std::nullopt;
-}
-
-SimResponse Simulator::FaultResponse(const Fault& fault, std::string_view target,
-                                     std::string_view grant_type) const {
-  const bool token = target == "token";
-  SimResponse response;
-  if (fault.mode == "http_500") {
-    response = HalError(500, "Internal Server Error", "Simulated internal server error");
-  } else if (fault.mode == "http_503") {
-    response = HalError(503, "Service Unavailable", "Simulated outage, try again later");
-  } else if (fault.mode == "http_429") {
-    response = HalError(429, "Too Many Requests",
-                        "You have exceeded the rate limit. Please slow down your requests.");
-    response.headers.emplace_back(
-        "Retry-After",
-        std::to_string(fault.retry_after_seconds < 0 ? 1 : fault.retry_after_seconds));
-  } else if (fault.mode == "http_400_invalid_grant") {
-    response = token ? OAuthError(400, "invalid_grant",
-                                  grant_type == "authorization_code"
-                                      ? "Authorization code doesn't exist or is invalid for the "
-                                        "client"
-                                      : "Refresh token doesn't exist or is invalid for the client")
-                     : HalError(400, "Bad Request", "Simulated invalid_grant");
-  } else if (fault.mode == "garbage") {
-    response.status = 200;
-    response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
-    response.body = "<html><body>502 Bad Gateway (this is not JSON)</body></html>";
-  } else if (fault.mode == "missing_fields") {
-    response = token ? JsonResponse(200, json::object{{"token_type", "bearer"},
-                                                      {"scope", "organizations.read"}})
-                     : JsonResponse(200, json::object{{"resource", "organization"}}, kHalJson);
-  } else if (fault.mode == "invalid_client") {
-    response = token ? OAuthError(401, "invalid_client", "Client authentication failed")
-                     : HalUnauthorized();
-  } else if (fault.mode == "reset") {
-    response.action = SimAction::kReset;
-    response.log_note = "fault: reset";
-  } else {  // hang
-    response.action = SimAction::kHang;
-    response.log_note = "fault: hang";
-  }
-  if (fault.retry_after_seconds >= 0 && fault.mode != "http_429") {
-    response.headers.emplace_back("Retry-After", std::to_string(fault.retry_after_seconds));
-  }
-  return response;
-}
-
-SimResponse Simulator::Api(const SimRequest& request, std::string_view path) {
-  const AccessToken* token = nullptr;
+SimResponse Simulator::ApiEndpoint(const SimRequest& request, std::string_view path,
+                                   std::string_view query) {
+  ++stats_.api_requests;
+  ApiCall call{request, path, query,
+               "https://" + (request.host.empty() ? std::string("api.mollie.com") : request.host) +
+                   "/v2/"};
+  // The bearer token is looked at before faults, so that the log names the organization of
+  // faulted requests too.
   if (StartsWithIgnoreCase(request.authorization, "Bearer ")) {
     std::string_view value = request.authorization;
     value.remove_prefix(7);
@@ -252,56 +186,49 @@ SimResponse Simulator::Api(const SimRequest& request, std::string_view path) {
     }
     auto it = access_index_.find(std::string(value));
     if (it != access_index_.end() && AccessTokenValid(access_tokens_[it->second], NowMs())) {
-      token = &access_tokens_[it->second];
+      call.grant = access_tokens_[it->second].grant;
+      call.organization_id = grants_[call.grant].organization_id;
     }
   }
-  if (token == nullptr) {
-    return HalUnauthorized();
+  const int64_t arrived_ms = NowMs();
+  const std::optional<Fault> fault = TakeFault("api", "", request.method, path);
+  SimResponse response;
+  if (fault && !ProcessesNormally(fault->mode)) {
+    response = FaultResponse(*fault, "api", "");
+  } else {
+    response = Api(call);
+    if (fault) {
+      ApplyPassThroughFault(fault->mode, fault->delay_ms, response);
+    }
   }
-  if (path != "/v2/organizations/me") {
-    return HalError(404, "Not Found", "The simulator only implements /v2/organizations/me");
+  const std::optional<std::string> mode =
+      fault ? std::optional<std::string>(fault->mode) : std::nullopt;
+  api_log_.push_back(ApiLogEntry{arrived_ms, request.method, std::string(path),
+                                 std::string(query), call.organization_id,
+                                 LoggedStatus(response, mode), mode.value_or("none"),
+                                 request.idempotency_key, call.replayed});
+  if (api_log_.size() > kApiLogCapacity) {
+    api_log_.pop_front();
   }
-  if (request.method != "GET") {
-    return MethodNotAllowed("GET");
+  response.on_finished = [this, slot = std::move(call.idempotency_slot),
+                          serial = call.idempotency_serial] { ApiRequestDone(slot, serial); };
+  ++api_requests_in_flight_;
+  stats_.max_concurrent_api_requests =
+      std::max(stats_.max_concurrent_api_requests, api_requests_in_flight_);
+  return response;
+}
+
+void Simulator::ApiRequestDone(const std::string& idempotency_slot, uint64_t serial) {
+  std::lock_guard lock(mu_);
+  --api_requests_in_flight_;
+  if (serial == 0) {
+    return;
   }
-  const Grant& grant = grants_[token->grant];
-  if ((" " + grant.scope + " ").find(" organizations.read ") == std::string::npos) {
-    return HalError(403, "Forbidden",
-                    "The access token is missing the required permission "
-                    "'organizations.read'");
+  // The entry may have expired (and been replaced) meanwhile; only finish our own.
+  auto it = idempotency_.find(idempotency_slot);
+  if (it != idempotency_.end() && it->second.serial == serial) {
+    it->second.in_flight = false;
   }
-  const Organization& org = OrganizationFor(grant.organization_id);
-  const std::string api = "https://api.mollie.com/v2/";
-  return JsonResponse(
-      200,
-      json::object{
-          {"resource", "organization"},
-          {"id", org.id},
-          {"name", org.name},
-          {"email", org.email},
-          {"locale", "nl_NL"},
-          {"address",
-           {{"streetAndNumber", "Keizersgracht 313"},
-            {"postalCode", "1016 EE"},
-            {"city", "Amsterdam"},
-            {"country", "NL"}}},
-          {"registrationNumber", "30204462"},
-          {"vatNumber", "NL815839091B01"},
-          {"vatRegulation", "dutch"},
-          {"_links",
-           {{"self", Link(api + "organizations/me")},
-            {"chargebacks", Link(api + "chargebacks")},
-            {"customers", Link(api + "customers")},
-            {"invoices", Link(api + "invoices")},
-            {"payments", Link(api + "payments")},
-            {"profiles", Link(api + "profiles")},
-            {"refunds", Link(api + "refunds")},
-            {"settlements", Link(api + "settlements")},
-            {"dashboard", Link("https://mollie.com/dashboard/" + org.id, "text/html")},
-            {"documentation",
-             Link("https://docs.mollie.com/reference/v2/organizations-api/current-organization",
-                  "text/html")}}}},
-      kHalJson);
 }
 
 int64_t Simulator::NowMs() const {
@@ -312,9 +239,14 @@ Simulator::Organization& Simulator::OrganizationFor(const std::string& id) {
   auto [it, inserted] = organizations_.try_emplace(id);
   if (inserted) {
     const std::string number = id.substr(4);  // after "org_"
-    it->second = Organization{id, "Merchant " + number, "merchant-" + number + "@example.com"};
+    it->second =
+        Organization{id, "Merchant " + number, "merchant-" + number + "@example.com", NowMs()};
   }
   return it->second;
+}
+
+std::string Simulator::ProfileIdOf(std::string_view organization_id) {
+  return "pfl_" + std::string(organization_id.substr(4));  // after "org_"
 }
 
 Simulator::Organization& Simulator::NewOrganization() {

@@ -568,7 +568,7 @@ def test_api(sim):
           and access[g["access_token"]]["valid"] is True
           and access[g["access_token"]]["expires_at_ms"] > t["now_ms"] + 3500 * 1000)
 
-    r = sim.call("GET", "/v2/payments", headers={"Authorization": f"Bearer {g['access_token']}"})
+    r = sim.call("GET", "/v2/customers", headers={"Authorization": f"Bearer {g['access_token']}"})
     check("other /v2 paths: 404 HAL", r.status == 404 and r.json()["status"] == 404)
 
     # Keep-alive: several requests on one connection.
