@@ -327,10 +327,12 @@ class DowntimeTest(unittest.TestCase):
                if e["grant_type"] == "refresh_token"]
         orgs = [e["organization_id"] for e in log]
         self.assertEqual(len(set(orgs)), self.GRANTS)  # each exactly once
-        # Within the budget (measured where the requests arrive, so allow 2% for network jitter
-        # bunching arrivals that left on schedule).
-        self.assertLessEqual(max_in_window([e["time_ms"] for e in log], 1000),
-                             (rate + burst) * 1.02)
+        # Within the budget, measured where the requests arrive: scheduling delays on a loaded
+        # machine bunch arrivals that left on schedule, by a few tens of milliseconds. Over a
+        # 3 s window that is a few percent of the budget (bucket full at the start: burst, plus
+        # rate per second); allow 2%.
+        self.assertLessEqual(max_in_window([e["time_ms"] for e in log], 3000),
+                             (3 * rate + burst) * 1.02)
         # Most urgent first: the order follows the planned refresh times, up to the reordering
         # that concurrent requests allow.
         expected_rank = {org: i for i, org in
