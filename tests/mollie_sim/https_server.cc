@@ -11,6 +11,7 @@
 #include <exception>
 #include <functional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "daemon/common/log.h"
@@ -41,16 +42,17 @@ void LogRequest(std::string_view method, std::string_view target, std::string_vi
   CB_LOG(INFO) << method << " " << target.substr(0, target.find('?')) << " " << outcome;
 }
 
-// Runs a response's on_finished (if any) when it goes out of scope: when the response has been
-// sent, dropped, or abandoned because the coroutine was destroyed at shutdown.
+// Runs a response's on_finished (if any) once: at Run(), or when it goes out of scope (a hang
+// that ended, or the coroutine destroyed at shutdown).
 class Finisher {
  public:
   explicit Finisher(std::function<void()> done) : done_(std::move(done)) {}
   Finisher(const Finisher&) = delete;
   Finisher& operator=(const Finisher&) = delete;
-  ~Finisher() {
+  ~Finisher() { Run(); }
+  void Run() {
     if (done_) {
-      done_();
+      std::exchange(done_, nullptr)();
     }
   }
 
@@ -127,8 +129,9 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
     const bool keep_alive = request.keep_alive();
     const SimRequest sim_request = ToSimRequest(request);
     SimResponse sim_response = simulator.Handle(sim_request);
-    // Tracked requests stay in flight until this iteration ends (also when the coroutine is
-    // destroyed at shutdown).
+    // A tracked request stays in flight until its reply is about to go out (after any delay),
+    // is dropped, or is abandoned: run before the first byte is written, so that a client that
+    // has read the reply can never find its request (or Idempotency-Key) still in flight.
     Finisher finisher(std::move(sim_response.on_finished));
 
     if (sim_response.delay_ms > 0) {
@@ -137,6 +140,7 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
       co_await delay.async_wait(kNoThrow);  // io_context::stop() at shutdown ends this
     }
     if (sim_response.action == SimAction::kReset) {
+      finisher.Run();
       LogRequest(sim_request.method, sim_request.target,
                  sim_response.log_note.empty() ? "fault: reset" : sim_response.log_note);
       auto& raw = beast::get_lowest_layer(stream).socket();
@@ -168,6 +172,7 @@ asio::awaitable<void> Session(tcp::socket socket, ssl::context& tls, Simulator& 
     response.keep_alive(keep_alive);
     response.prepare_payload();
     beast::get_lowest_layer(stream).expires_after(kWriteTimeout);
+    finisher.Run();
     if (sim_response.action == SimAction::kTruncate) {
       // The headers promise the whole body (Content-Length); half of it is sent, then the
       // connection is closed (TLS close_notify, then TCP close).

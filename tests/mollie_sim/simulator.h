@@ -74,8 +74,9 @@ struct SimResponse {
   int64_t delay_ms = 0;  // wait this long before carrying out `action` (delay fault)
   // Set for requests the simulator tracks while they are in flight (POST /oauth2/tokens and
   // every /v2/ request, whose Idempotency-Key stays "in flight" too): the transport calls it
-  // exactly once when it has finished with the response (sent, dropped, or abandoned at
-  // shutdown). It takes the simulator's lock, so never call it from within Handle().
+  // exactly once, when the reply is about to be written (after any delay), dropped (reset,
+  // after a hang) or abandoned at shutdown. It takes the simulator's lock, so never call it
+  // from within Handle().
   std::function<void()> on_finished;
   std::string log_note;  // for the transport's log line, e.g. "fault: reply_then_drop"
 };
