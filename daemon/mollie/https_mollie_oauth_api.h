@@ -1,12 +1,11 @@
-// HttpsMollieOAuthApi: MollieOAuthApi over HTTPS (Boost.Beast + OpenSSL), one TLS connection per
-// call for now. Coroutines run on the caller's executor; the sockets live on the executor given
+// HttpsMollieOAuthApi: MollieOAuthApi over HTTPS (HttpsTransport: Boost.Beast + OpenSSL), one TLS
+// connection per call ("Connection: close"). Coroutines run on the caller's executor; the sockets live on the executor given
 // to Create, which must be the same io_context (or a strand of it). Safe to call concurrently
 // from that executor; the object must outlive every call it has started.
 // Status codes: as in mollie_oauth_api.h (classification in oauth_responses.h), plus
 // InvalidArgument from Create for bad Options, and Cancelled when the calling coroutine is
 // cancelled. Messages name the host and step ("connect to api.mollie.com:443 failed: ..."),
 // never a token, code or the client secret.
-// This is the only translation unit of the module that includes Beast; the header keeps it out.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
