@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -28,7 +29,10 @@
 #include "daemon/http/http_server.h"
 #include "daemon/mollie/authorize_url.h"
 #include "daemon/mollie/https_mollie_oauth_api.h"
+#include "daemon/mollie/https_transport.h"
+#include "daemon/proxy/proxy.h"
 #include "daemon/routes.h"
+#include "daemon/rpc/proxy_service.h"
 #include "daemon/rpc/services.h"
 #include "storage/key_ring.h"
 #include "storage/rocksdb_grant_store.h"
@@ -200,9 +204,50 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
     return Fail("HTTP server", http_port.status());
   }
 
+  // The proxy has an io_context of its own: TLS work for callers never delays refreshes.
+  asio::io_context proxy_io(cfg.proxy.threads);
+  auto proxy_work = asio::make_work_guard(proxy_io);
+  mollie::HttpsTransportOptions transport_options;
+  transport_options.base_url = cfg.mollie.api_base_url;
+  transport_options.ca_file = cfg.mollie.ca_file;
+  transport_options.connect_timeout = cfg.mollie.connect_timeout;
+  transport_options.max_connections = cfg.proxy.max_connections;
+  transport_options.idle_timeout = cfg.proxy.idle_timeout;
+  transport_options.max_response_body_bytes =
+      static_cast<uint64_t>(cfg.proxy.max_response_body_bytes);
+  auto transport = mollie::HttpsTransport::Create(proxy_io.get_executor(), transport_options);
+  if (!transport.ok()) {
+    return Fail("proxy transport", transport.status());
+  }
+  proxy::ProxyOptions po;
+  po.request_timeout = cfg.proxy.request_timeout;
+  po.max_attempts = cfg.proxy.max_attempts;
+  po.retry_initial = cfg.proxy.retry_initial;
+  po.retry_max = cfg.proxy.retry_max;
+  po.max_request_body_bytes = static_cast<size_t>(cfg.proxy.max_request_body_bytes);
+  proxy::Proxy proxy(proxy_io.get_executor(), **transport, manager, clock, random, po);
+  std::vector<std::thread> proxy_threads;
+  for (int i = 0; i < cfg.proxy.threads; ++i) {
+    proxy_threads.emplace_back([&proxy_io] { proxy_io.run(); });
+  }
+  // Joins the proxy threads on every return path (they must stop before `proxy` goes away).
+  struct ProxyThreadsJoiner {
+    asio::io_context& io;
+    decltype(proxy_work)& work;
+    std::vector<std::thread>& threads;
+    ~ProxyThreadsJoiner() {
+      work.reset();
+      io.stop();
+      for (auto& t : threads) {
+        t.join();
+      }
+    }
+  } proxy_joiner{proxy_io, proxy_work, proxy_threads};
+
   rpc::TokenServiceImpl token_service(manager, cfg.refresh.max_min_ttl);
   rpc::OnboardingServiceImpl onboarding_service(manager);
-  rpc::AdminServiceImpl admin_service(manager);
+  rpc::AdminServiceImpl admin_service(manager, &proxy);
+  rpc::ProxyServiceImpl proxy_service(proxy, clock);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -211,6 +256,7 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
   builder.RegisterService(&token_service);
   builder.RegisterService(&onboarding_service);
   builder.RegisterService(&admin_service);
+  builder.RegisterService(&proxy_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
     return Fail("gRPC server",

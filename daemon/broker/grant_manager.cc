@@ -815,6 +815,41 @@ void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseco
   });
 }
 
+void GrantManager::RefreshRejected(const std::string& org, uint64_t generation,
+                                   TokenCallback done) {
+  asio::post(loop_, [this, org, generation, done = std::move(done)]() mutable {
+    TokenSnapshotPtr snap = cache_.Find(org);
+    if (snap && !IsTerminal(snap->status) && snap->generation > generation &&
+        snap->expires_at - clock_.Now() >= options_.min_serve_ttl) {
+      done(std::move(snap));  // someone refreshed since that token was handed out
+      return;
+    }
+    StartRefresh(org, Trigger::kCaller, [this, org, generation,
+                                         done = std::move(done)](absl::Status s) {
+      TokenSnapshotPtr now_snap = cache_.Find(org);
+      if (now_snap && IsTerminal(now_snap->status)) {
+        done(s.code() == absl::StatusCode::kFailedPrecondition
+                 ? s
+                 : absl::FailedPreconditionError(
+                       StrCat("merchant ", org, " needs to reauthorize or was revoked")));
+        return;
+      }
+      if (now_snap && now_snap->generation > generation) {
+        done(std::move(now_snap));
+        return;
+      }
+      if (s.ok()) {
+        s = absl::UnavailableError(StrCat("refreshing ", org, " gave no new token"));
+      }
+      done(s.code() == absl::StatusCode::kNotFound ||
+                   s.code() == absl::StatusCode::kFailedPrecondition
+               ? s
+               : absl::UnavailableError(StrCat("Mollie rejected the access token of ", org,
+                                               " and refreshing it failed: ", s.message())));
+    });
+  });
+}
+
 void GrantManager::RefreshNow(const std::string& org, RecordCallback done) {
   asio::post(loop_, [this, org, done = std::move(done)]() mutable {
     StartRefresh(org, Trigger::kAdmin, [this, org, done = std::move(done)](absl::Status s) {

@@ -137,6 +137,13 @@ class GrantManager {
   void GetAccessToken(const MerchantKey& key, std::chrono::milliseconds min_ttl,
                       TokenCallback done);
 
+  // Mollie rejected the access token of `generation` (a proxied call got 401). If the grant has
+  // a newer token already, `done` gets it at once; otherwise this refreshes (an on-demand
+  // refresh: single flight, admission, on-demand interval) and `done` gets the new token. Runs
+  // `done` on the loop thread.
+  void RefreshRejected(const std::string& organization_id, uint64_t generation,
+                       TokenCallback done);
+
   // Refreshes now (joining a refresh in flight); `done` gets the record afterwards.
   void RefreshNow(const std::string& organization_id, RecordCallback done);
 

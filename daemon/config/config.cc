@@ -353,10 +353,35 @@ absl::StatusOr<Config> ParseConfig(std::string_view toml_text, std::string_view 
   RETURN_IF_ERROR(events.Duration("max_age_hours", c.events.max_age, 1, 24 * 3650));
   RETURN_IF_ERROR(events.Finish());
 
+  ASSIGN_OR_RETURN(const toml::table* proxy_t, table("proxy"));
+  TableReader proxy(proxy_t, "proxy", origin);
+  int64_t proxy_threads = c.proxy.threads;
+  RETURN_IF_ERROR(proxy.Int("threads", proxy_threads, 1, 64));
+  c.proxy.threads = static_cast<int>(proxy_threads);
+  int64_t proxy_connections = c.proxy.max_connections;
+  RETURN_IF_ERROR(proxy.Int("max_connections", proxy_connections, 1, 4096));
+  c.proxy.max_connections = static_cast<int>(proxy_connections);
+  RETURN_IF_ERROR(proxy.Duration("idle_timeout_ms", c.proxy.idle_timeout, 100, 3600000));
+  RETURN_IF_ERROR(proxy.Duration("request_timeout_ms", c.proxy.request_timeout, 100, 600000));
+  int64_t attempts = c.proxy.max_attempts;
+  RETURN_IF_ERROR(proxy.Int("max_attempts", attempts, 1, 10));
+  c.proxy.max_attempts = static_cast<int>(attempts);
+  RETURN_IF_ERROR(proxy.Duration("retry_initial_ms", c.proxy.retry_initial, 1, 60000));
+  RETURN_IF_ERROR(proxy.Duration("retry_max_ms", c.proxy.retry_max, 1, 600000));
+  RETURN_IF_ERROR(proxy.Int("max_request_body_bytes", c.proxy.max_request_body_bytes, 1024,
+                            int64_t{64} << 20));
+  RETURN_IF_ERROR(proxy.Int("max_response_body_bytes", c.proxy.max_response_body_bytes, 1024,
+                            int64_t{64} << 20));
+  RETURN_IF_ERROR(proxy.Finish());
+  if (c.proxy.retry_max < c.proxy.retry_initial) {
+    return proxy.Bad("retry_max_ms", "must not be smaller than proxy.retry_initial_ms");
+  }
+
   // Unknown top-level keys or tables.
   std::vector<std::string> unknown;
   static const std::set<std::string> kTop = {"log_level", "server",  "mollie",    "storage",
-                                             "refresh",   "onboarding", "events"};
+                                             "refresh",   "onboarding", "events",
+                                             "proxy"};
   for (const auto& [k, v] : root) {
     if (!kTop.count(std::string(k.str()))) {
       unknown.push_back(std::string(k.str()));

@@ -80,6 +80,24 @@ struct OnboardingOptions {
   std::chrono::seconds state_ttl{600};
 };
 
+struct ProxyOptions {
+  // Threads of the proxy's own io_context (TLS to Mollie's API host); never the refresh loop.
+  int threads = 2;
+  // Keep-alive connections to the API host (in use + idle); callers beyond it wait.
+  int max_connections = 64;
+  // An idle connection is not reused after this long (Mollie closes idle connections too).
+  std::chrono::milliseconds idle_timeout{20000};
+  // Upper bound on one proxied call (a caller's shorter gRPC deadline wins).
+  std::chrono::milliseconds request_timeout{30000};
+  // Requests per call including retries (a 401 refresh-and-replay does not count).
+  int max_attempts = 3;
+  std::chrono::milliseconds retry_initial{100};
+  std::chrono::milliseconds retry_max{2000};
+  int64_t max_request_body_bytes = 1 << 20;
+  // Larger replies fail with RESOURCE_EXHAUSTED. gRPC clients accept 4 MiB by default.
+  int64_t max_response_body_bytes = 2 << 20;
+};
+
 struct Config {
   std::string path;  // the file it came from
   LogLevel log_level = LogLevel::kInfo;
@@ -89,6 +107,7 @@ struct Config {
   RefreshOptions refresh;
   OnboardingOptions onboarding;
   EventsOptions events;
+  ProxyOptions proxy;
 };
 
 // Reads and validates the file, then reads the client secret file it names. Relative paths in the

@@ -317,6 +317,19 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetStats(grpc::CallbackServerContext
   response->set_refreshes_failed(s.refreshes_failed);
   response->set_refresh_paused(s.paused);
   response->set_pause_reason(s.pause_reason);
+  if (proxy_ != nullptr) {
+    const proxy::ProxyStats& p = proxy_->stats();
+    response->set_proxy_calls(p.calls);
+    response->set_proxy_failures(p.failures);
+    response->set_proxy_retries(p.retries);
+    response->set_proxy_token_refreshes(p.token_refreshes);
+    response->set_proxy_upstream_2xx(p.upstream_by_class[2]);
+    response->set_proxy_upstream_4xx(p.upstream_by_class[4]);
+    response->set_proxy_upstream_5xx(p.upstream_by_class[5]);
+    const mollie::TransportStats t = proxy_->transport().Stats();
+    response->set_proxy_connections_opened(t.connections_opened);
+    response->set_proxy_open_connections(static_cast<uint64_t>(t.open_connections));
+  }
   return FinishNow(context, absl::OkStatus());
 }
 

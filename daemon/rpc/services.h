@@ -10,6 +10,7 @@
 #include "connectbroker/v1/onboarding.grpc.pb.h"
 #include "connectbroker/v1/token.grpc.pb.h"
 #include "daemon/broker/grant_manager.h"
+#include "daemon/proxy/proxy.h"
 
 namespace connectbroker::rpc {
 
@@ -56,7 +57,9 @@ class OnboardingServiceImpl final
 
 class AdminServiceImpl final : public connectbroker::v1::AdminService::CallbackService {
  public:
-  explicit AdminServiceImpl(broker::GrantManager& manager) : manager_(manager) {}
+  // `proxy` (may be null) feeds the proxy counters of GetStats.
+  explicit AdminServiceImpl(broker::GrantManager& manager, const proxy::Proxy* proxy = nullptr)
+      : manager_(manager), proxy_(proxy) {}
 
   // connectbroker::v1::AdminService::CallbackService
   grpc::ServerUnaryReactor* ListMerchants(grpc::CallbackServerContext* context,
@@ -89,6 +92,7 @@ class AdminServiceImpl final : public connectbroker::v1::AdminService::CallbackS
 
  private:
   broker::GrantManager& manager_;
+  const proxy::Proxy* proxy_;
 };
 
 }  // namespace connectbroker::rpc
