@@ -24,6 +24,7 @@ from google.protobuf import duration_pb2  # noqa: E402
 from connectbroker.v1 import admin_pb2, admin_pb2_grpc  # noqa: E402
 from connectbroker.v1 import merchant_pb2  # noqa: E402
 from connectbroker.v1 import onboarding_pb2, onboarding_pb2_grpc  # noqa: E402
+from connectbroker.v1 import proxy_pb2, proxy_pb2_grpc  # noqa: E402
 from connectbroker.v1 import token_pb2, token_pb2_grpc  # noqa: E402
 
 BROKERD = os.environ.get("CONNECT_BROKERD", "")
@@ -182,6 +183,7 @@ class Env:
         self.tokens = token_pb2_grpc.TokenServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
         self.onboarding = onboarding_pb2_grpc.OnboardingServiceStub(self.channel)
+        self.proxy = proxy_pb2_grpc.ProxyServiceStub(self.channel)
         return self.daemon
 
     def stop_daemon(self, sig=signal.SIGTERM, timeout=20):
