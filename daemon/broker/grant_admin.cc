@@ -76,9 +76,14 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Revoke(std::string or
   r.set_last_refresh_outcome("revoked by an administrator");
   queue_.Remove(org);
   stat_scheduled_ = queue_.size();
-  // The secrets are gone from here on: an empty blob replaces them.
-  absl::Status st = co_await Persist(g, r, GrantSecretsPlain{}, storage::EVENT_TYPE_REVOKED,
-                                     "revoked by an administrator");
+  // The secrets are gone from here on: an empty blob replaces them. Both are named objects, not
+  // temporaries of the co_await expression: GCC 12 copies an aggregate temporary into the
+  // coroutine frame bit by bit, and the copied strings then pointed into this frame (the crash of
+  // deleting a revoked merchant).
+  const GrantSecretsPlain no_secrets;
+  std::string detail = "revoked by an administrator";
+  absl::Status st = co_await Persist(g, r, no_secrets, storage::EVENT_TYPE_REVOKED,
+                                     std::move(detail));
   if (!st.ok()) {
     // Revoked at Mollie regardless: never refresh or serve it again in this process.
     g->stored.record = r;

@@ -547,6 +547,59 @@ TEST_F(GrantManagerTest, UnknownMerchantsAndStates) {
   EXPECT_THAT(p.get_future().get(), StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_F(GrantManagerTest, RevokeThenDeleteForgetsTheGrantCleanly) {
+  ASSERT_THAT(Onboard(), IsOk());
+  std::promise<absl::StatusOr<storage::GrantRecord>> revoked;
+  manager_->RevokeMerchant("org_42", [&](absl::StatusOr<storage::GrantRecord> r) {
+    revoked.set_value(std::move(r));
+  });
+  auto r = revoked.get_future().get();
+  ASSERT_THAT(r, IsOk());
+  EXPECT_EQ(r->status(), storage::GRANT_STATUS_REVOKED);
+  auto stored = store_->Get("org_42");
+  ASSERT_THAT(stored, IsOk());
+  EXPECT_TRUE(stored->secrets.refresh_token.empty());
+  EXPECT_TRUE(stored->secrets.access_token.empty());
+  // Deleting drops the last reference to the in-memory grant (this used to crash: the revoke
+  // left strings in it that pointed into a finished coroutine frame).
+  std::promise<absl::Status> deleted;
+  manager_->DeleteMerchant("org_42", [&](absl::Status s) { deleted.set_value(s); });
+  EXPECT_THAT(deleted.get_future().get(), IsOk());
+  EXPECT_THAT(store_->Get("org_42"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(Token(std::chrono::milliseconds(0)).get(), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(GrantManagerTest, RejectedTokenIsRefreshedOnceOrReplacedByANewerOne) {
+  ASSERT_THAT(Onboard(), IsOk());
+  auto first = Token(std::chrono::milliseconds(0)).get();
+  ASSERT_THAT(first, IsOk());
+  auto rejected = [&](uint64_t generation) {
+    auto p = std::make_shared<std::promise<absl::StatusOr<TokenSnapshotPtr>>>();
+    manager_->RefreshRejected("org_42", generation,
+                              [p](absl::StatusOr<TokenSnapshotPtr> r) { p->set_value(r); });
+    return p->get_future().get();
+  };
+  // Mollie rejected the current token: one refresh, a new token.
+  mollie_->Script(Tokens("access_second", "refresh_first", seconds(3600)));
+  auto second = rejected((*first)->generation);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_EQ((*second)->access_token.Reveal(), "access_second");
+  EXPECT_GT((*second)->generation, (*first)->generation);
+  const int calls = mollie_->refresh_calls();
+  // A caller still holding the first token gets the newer one without another refresh.
+  auto again = rejected((*first)->generation);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ((*again)->access_token.Reveal(), "access_second");
+  EXPECT_EQ(mollie_->refresh_calls(), calls);
+  // The newest one rejected too, within the on-demand interval: no refresh storm.
+  EXPECT_THAT(rejected((*second)->generation), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(mollie_->refresh_calls(), calls);
+  auto unknown = std::make_shared<std::promise<absl::StatusOr<TokenSnapshotPtr>>>();
+  manager_->RefreshRejected("org_404", 1,
+                            [unknown](absl::StatusOr<TokenSnapshotPtr> r) { unknown->set_value(r); });
+  EXPECT_THAT(unknown->get_future().get(), StatusIs(absl::StatusCode::kNotFound));
+}
+
 TEST_F(GrantManagerTest, StateIsSingleUseAndExpires) {
   auto begin = manager_->BeginAuthorization({});
   ASSERT_THAT(begin, IsOk());
