@@ -96,6 +96,16 @@ max_age_hours = 48
 [onboarding]
 default_scopes = ["payments.read"]
 state_ttl_seconds = 120
+[proxy]
+threads = 3
+max_connections = 8
+idle_timeout_ms = 5000
+request_timeout_ms = 7000
+max_attempts = 5
+retry_initial_ms = 50
+retry_max_ms = 400
+max_request_body_bytes = 4096
+max_response_body_bytes = 8192
 )");
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->log_level, LogLevel::kDebug);
@@ -117,6 +127,15 @@ state_ttl_seconds = 120
   EXPECT_EQ(c->refresh.mass_invalid_grant_window, std::chrono::seconds(30));
   EXPECT_EQ(c->events.keep, 500);
   EXPECT_EQ(c->events.max_age, std::chrono::hours(48));
+  EXPECT_EQ(c->proxy.threads, 3);
+  EXPECT_EQ(c->proxy.max_connections, 8);
+  EXPECT_EQ(c->proxy.idle_timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(c->proxy.request_timeout, std::chrono::milliseconds(7000));
+  EXPECT_EQ(c->proxy.max_attempts, 5);
+  EXPECT_EQ(c->proxy.retry_initial, std::chrono::milliseconds(50));
+  EXPECT_EQ(c->proxy.retry_max, std::chrono::milliseconds(400));
+  EXPECT_EQ(c->proxy.max_request_body_bytes, 4096);
+  EXPECT_EQ(c->proxy.max_response_body_bytes, 8192);
 }
 
 struct BadCase {
@@ -231,7 +250,30 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"log_level", "log_level = \"loud\"\n" + std::string(kMinimal),
                 "log_level must be one of"},
         BadCase{"table_as_value", "server = 3\n" + std::string(kMinimal),
-                "[server] must be a table"}),
+                "[server] must be a table"},
+        BadCase{"proxy_threads_zero", "[proxy]\nthreads = 0\n" + std::string(kMinimal),
+                "proxy.threads must be between 1"},
+        BadCase{"proxy_connections_text",
+                "[proxy]\nmax_connections = \"many\"\n" + std::string(kMinimal),
+                "proxy.max_connections must be an integer"},
+        BadCase{"proxy_attempts_range", "[proxy]\nmax_attempts = 11\n" + std::string(kMinimal),
+                "proxy.max_attempts must be between 1 and 10"},
+        BadCase{"proxy_retry_order",
+                "[proxy]\nretry_initial_ms = 500\nretry_max_ms = 100\n" + std::string(kMinimal),
+                "retry_max_ms must not be smaller"},
+        BadCase{"proxy_body_tiny",
+                "[proxy]\nmax_request_body_bytes = 10\n" + std::string(kMinimal),
+                "proxy.max_request_body_bytes must be between 1024"},
+        BadCase{"proxy_response_huge",
+                "[proxy]\nmax_response_body_bytes = 999999999999\n" + std::string(kMinimal),
+                "proxy.max_response_body_bytes must be between"},
+        BadCase{"proxy_timeout_negative",
+                "[proxy]\nrequest_timeout_ms = -5\n" + std::string(kMinimal),
+                "proxy.request_timeout_ms must be between"},
+        BadCase{"proxy_unknown", "[proxy]\nmax_conections = 3\n" + std::string(kMinimal),
+                "proxy.max_conections"},
+        BadCase{"proxy_not_table", "proxy = true\n" + std::string(kMinimal),
+                "[proxy] must be a table"}),
     [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 
 TEST(ConfigTest, SectionWithOnlyDefaultsIsFine) {
@@ -306,6 +348,15 @@ TEST(ExampleConfigTest, DeployExampleParsesWithTheDocumentedDefaults) {
   EXPECT_EQ(c->refresh.credentials_pause, defaults.refresh.credentials_pause);
   EXPECT_EQ(c->events.keep, defaults.events.keep);
   EXPECT_EQ(c->onboarding.default_scopes, defaults.onboarding.default_scopes);
+  EXPECT_EQ(c->proxy.threads, defaults.proxy.threads);
+  EXPECT_EQ(c->proxy.max_connections, defaults.proxy.max_connections);
+  EXPECT_EQ(c->proxy.idle_timeout, defaults.proxy.idle_timeout);
+  EXPECT_EQ(c->proxy.request_timeout, defaults.proxy.request_timeout);
+  EXPECT_EQ(c->proxy.max_attempts, defaults.proxy.max_attempts);
+  EXPECT_EQ(c->proxy.retry_initial, defaults.proxy.retry_initial);
+  EXPECT_EQ(c->proxy.retry_max, defaults.proxy.retry_max);
+  EXPECT_EQ(c->proxy.max_request_body_bytes, defaults.proxy.max_request_body_bytes);
+  EXPECT_EQ(c->proxy.max_response_body_bytes, defaults.proxy.max_response_body_bytes);
 }
 
 }  // namespace
