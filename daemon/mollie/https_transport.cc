@@ -350,7 +350,8 @@ struct HttpsTransport::Impl {
       } else {
         --open;
       }
-      if (!waiters.empty()) {
+      // Wake the oldest waiter still waiting (one whose deadline passed has gone already).
+      while (!wake && !waiters.empty()) {
         wake = waiters.front().lock();
         waiters.pop_front();
       }

@@ -150,8 +150,7 @@ void Proxy::Start(PreparedCall call, MonoTime deadline, Done done) {
 }
 
 asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Proxy::Token(
-    const broker::MerchantKey& merchant) {
-  broker::MerchantKey key = merchant;
+    broker::MerchantKey key) {
   auto initiate = [this, key](auto callback) {
     manager_.GetAccessToken(key, std::chrono::milliseconds(0), std::move(callback));
   };
@@ -159,7 +158,7 @@ asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Proxy::Token(
 }
 
 asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Proxy::RefreshRejected(
-    const std::string& organization_id, uint64_t generation) {
+    std::string organization_id, uint64_t generation) {
   auto initiate = [this, organization_id, generation](auto callback) {
     manager_.RefreshRejected(organization_id, generation, std::move(callback));
   };
@@ -212,7 +211,9 @@ asio::awaitable<absl::StatusOr<ProxyResult>> Proxy::Execute(PreparedCall call,
         // The token was rejected (expired early, revoked at Mollie): refresh once, replay once.
         out.token_refreshed = true;
         ++stats_.token_refreshes;
-        token = co_await RefreshRejected(t.organization_id, t.generation);
+        std::string org = t.organization_id;  // `t` dies with the snapshot `token` holds
+        const uint64_t generation = t.generation;
+        token = co_await RefreshRejected(std::move(org), generation);
         continue;
       }
       if (RetryableStatus(status) && call.retry_safe && retries + 1 < options_.max_attempts &&

@@ -115,10 +115,11 @@ class Proxy {
   const mollie::HttpsTransport& transport() const { return transport_; }
 
  private:
+  // By value: coroutine parameters must not refer to the caller's objects.
   boost::asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Token(
-      const broker::MerchantKey& merchant);
+      broker::MerchantKey merchant);
   boost::asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> RefreshRejected(
-      const std::string& organization_id, uint64_t generation);
+      std::string organization_id, uint64_t generation);
   std::chrono::milliseconds Backoff(int retry, std::optional<std::chrono::seconds> retry_after);
   void Record(const absl::StatusOr<ProxyResult>& result, MonoTime started);
 
