@@ -285,6 +285,42 @@ class BadInputTest(ProxyCase):
         self.assertEqual(e.code(), grpc.StatusCode.FAILED_PRECONDITION)
 
 
+class PoolTest(ProxyCase):
+    ORG = "org_5110"
+    CONFIG = {"max_connections": 2}
+
+    def test_concurrent_calls_share_a_bounded_pool(self):
+        stats0 = self.env.admin.GetStats(admin_pb2.GetStatsRequest(), timeout=5)
+        self.fault(mode="delay", delay_ms=300, method="GET", count=6)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(
+            self.call("GET", "/v2/profiles").status)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        self.assertEqual(results, [200] * 6)
+        stats = self.env.admin.GetStats(admin_pb2.GetStatsRequest(), timeout=5)
+        self.assertLessEqual(stats.proxy_connections_opened - stats0.proxy_connections_opened, 2)
+        self.assertLessEqual(stats.proxy_open_connections, 2)
+        self.assertLessEqual(self.env.stats()["max_concurrent_api_requests"], 2)
+
+    def test_a_caller_waiting_for_a_connection_gives_up_at_its_deadline(self):
+        # Both connections are held by slow calls; a third caller with a short deadline fails
+        # cleanly, and once the slow calls are done the pool serves again.
+        self.fault(mode="delay", delay_ms=1500, method="GET", count=2)
+        slow = [threading.Thread(target=lambda: self.call("GET", "/v2/profiles"))
+                for _ in range(2)]
+        for t in slow:
+            t.start()
+        wait_for(lambda: len(self.api_log()) >= 2, what="two slow calls at the simulator")
+        e = self.rpc_error(lambda: self.call("GET", "/v2/profiles", timeout=0.3))
+        self.assertEqual(e.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        for t in slow:
+            t.join(timeout=30)
+        self.assertEqual(self.call("GET", "/v2/profiles").status, 200)
+
+
 class PagedTest(ProxyCase):
     def seed(self, count, mode="test"):
         return self.env.sim_request("POST", "/_sim/payments/seed", {
