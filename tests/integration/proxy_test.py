@@ -249,7 +249,9 @@ class BadInputTest(ProxyCase):
         self.assert_invalid("not one of", method="TRACE")
         self.assert_invalid("required", method="")
         self.assert_invalid("GET request has no body", body=b"{}")
-        self.assert_invalid("not valid JSON", method="POST", body=b"amount=10")
+        self.assert_invalid("not valid JSON", method="POST", body=b"amount=10",
+                            headers=[proxy_pb2.HttpHeader(name="Content-Type",
+                                                          value="application/json")])
         self.assert_invalid("may not be set",
                             headers=[proxy_pb2.HttpHeader(name="Authorization",
                                                           value="Bearer access_x")])
