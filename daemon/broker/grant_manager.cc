@@ -786,31 +786,12 @@ void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseco
   asio::post(loop_, [this, org, required, done = std::move(done)]() mutable {
     StartRefresh(org, Trigger::kCaller, [this, org, required,
                                          done = std::move(done)](absl::Status s) {
-      TokenSnapshotPtr now_snap = cache_.Find(org);
-      if (now_snap && IsTerminal(now_snap->status)) {
-        done(s.code() == absl::StatusCode::kFailedPrecondition
-                 ? s
-                 : absl::FailedPreconditionError(
-                       StrCat("merchant ", org, " needs to reauthorize or was revoked")));
-        return;
-      }
-      auto left = now_snap ? now_snap->expires_at - clock_.Now() : WallTime::duration::zero();
-      if (now_snap && left >= required) {
-        done(std::move(now_snap));
-        return;
-      }
-      if (s.ok()) {
-        done(absl::UnavailableError(StrCat(
-            "Mollie issued a token for ", org, " that lives shorter than the requested min_ttl")));
-        return;
-      }
-      if (s.code() == absl::StatusCode::kFailedPrecondition ||
-          s.code() == absl::StatusCode::kNotFound) {
-        done(s);
-        return;
-      }
-      done(absl::UnavailableError(
-          StrCat("no access token valid long enough for ", org, ": ", s.message())));
+      FinishCallerRefresh(
+          org, std::move(s),
+          [&](const TokenSnapshot& t) { return t.expires_at - clock_.Now() >= required; },
+          StrCat("Mollie issued a token for ", org,
+                 " that lives shorter than the requested min_ttl"),
+          StrCat("no access token valid long enough for ", org), done);
     });
   });
 }
@@ -826,28 +807,41 @@ void GrantManager::RefreshRejected(const std::string& org, uint64_t generation,
     }
     StartRefresh(org, Trigger::kCaller, [this, org, generation,
                                          done = std::move(done)](absl::Status s) {
-      TokenSnapshotPtr now_snap = cache_.Find(org);
-      if (now_snap && IsTerminal(now_snap->status)) {
-        done(s.code() == absl::StatusCode::kFailedPrecondition
-                 ? s
-                 : absl::FailedPreconditionError(
-                       StrCat("merchant ", org, " needs to reauthorize or was revoked")));
-        return;
-      }
-      if (now_snap && now_snap->generation > generation) {
-        done(std::move(now_snap));
-        return;
-      }
-      if (s.ok()) {
-        s = absl::UnavailableError(StrCat("refreshing ", org, " gave no new token"));
-      }
-      done(s.code() == absl::StatusCode::kNotFound ||
-                   s.code() == absl::StatusCode::kFailedPrecondition
-               ? s
-               : absl::UnavailableError(StrCat("Mollie rejected the access token of ", org,
-                                               " and refreshing it failed: ", s.message())));
+      FinishCallerRefresh(
+          org, std::move(s), [&](const TokenSnapshot& t) { return t.generation > generation; },
+          StrCat("refreshing ", org, " gave no new token"),
+          StrCat("Mollie rejected the access token of ", org, " and refreshing it failed"),
+          done);
     });
   });
+}
+
+void GrantManager::FinishCallerRefresh(const std::string& org, absl::Status s,
+                                       const std::function<bool(const TokenSnapshot&)>& usable,
+                                       const std::string& ok_but_unusable,
+                                       const std::string& failed, const TokenCallback& done) {
+  TokenSnapshotPtr now_snap = cache_.Find(org);
+  if (now_snap && IsTerminal(now_snap->status)) {
+    done(s.code() == absl::StatusCode::kFailedPrecondition
+             ? s
+             : absl::FailedPreconditionError(
+                   StrCat("merchant ", org, " needs to reauthorize or was revoked")));
+    return;
+  }
+  if (now_snap && usable(*now_snap)) {
+    done(std::move(now_snap));
+    return;
+  }
+  if (s.ok()) {
+    done(absl::UnavailableError(ok_but_unusable));
+    return;
+  }
+  if (s.code() == absl::StatusCode::kFailedPrecondition ||
+      s.code() == absl::StatusCode::kNotFound) {
+    done(s);
+    return;
+  }
+  done(absl::UnavailableError(StrCat(failed, ": ", s.message())));
 }
 
 void GrantManager::RefreshNow(const std::string& org, RecordCallback done) {

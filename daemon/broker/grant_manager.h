@@ -215,6 +215,13 @@ class GrantManager {
   void FailWaitingOnDemand(const absl::Status& status);
   void ScheduleAt(const std::string& organization_id, WallTime when);
   void Publish(const Grant& grant);
+  // Ends a caller's on-demand refresh (min_ttl, a rejected token) with `s`, its outcome: the
+  // merchant's terminal state first, then the cached token if `usable`, else an error for callers
+  // (`ok_but_unusable` when the refresh worked, `failed` + the reason when it did not).
+  void FinishCallerRefresh(const std::string& organization_id, absl::Status s,
+                           const std::function<bool(const TokenSnapshot&)>& usable,
+                           const std::string& ok_but_unusable, const std::string& failed,
+                           const TokenCallback& done);
   void Kick();
   double Jitter();
   // Admission state: why refreshing is paused right now ("" when it is not).
