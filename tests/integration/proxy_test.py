@@ -168,6 +168,19 @@ class PaymentsTest(ProxyCase):
         self.assertEqual((r.status, r.attempts), (200, 2))
 
 
+    def test_zz_no_token_in_the_daemon_log_after_proxied_calls(self):
+        # Runs last in this class (alphabetical): after creates, replays, resets and retries.
+        self.call("GET", "/v2/profiles")
+        self.fault(mode="reset", method="GET", count=-1)
+        e = self.rpc_error(lambda: self.call("GET", "/v2/profiles"))
+        issued = self.env.all_issued_tokens()
+        self.assertTrue(issued)
+        log = self.env.read_daemon_log()
+        for token in issued:
+            self.assertNotIn(token, log)
+            self.assertNotIn(token, e.details())
+
+
 class PassThroughTest(ProxyCase):
     def test_hal_errors_reach_the_caller_unchanged(self):
         token = self.env.token(org=self.ORG).access_token
