@@ -1,12 +1,14 @@
 // proxy_bench: what does calling Mollie through the broker's ProxyService cost, compared with
 // calling Mollie (here: mollie-sim) directly with a token from the broker?
 //
-// In one run against one simulator and one daemon it alternates two phases, `--rounds` times:
+// In one run against one simulator and one daemon it runs three phases in turn, `--rounds` times:
 //   direct   N threads, each with one keep-alive HTTPS connection (Boost.Beast over OpenSSL,
 //            trusting --ca-file), sending GET /v2/payments/{id} with the bearer token that
 //            TokenService.GetAccessToken returned;
 //   proxied  N threads, each with its own gRPC channel (so N HTTP/2 connections), calling
-//            ProxyService.Call for the same GET.
+//            ProxyService.Call for the same GET;
+//   grpc-only the same N gRPC clients calling TokenService.GetAccessToken (served from memory):
+//            the cost of a round trip to the daemon alone, to split the proxy's added latency.
 // Each phase runs --warmup seconds unmeasured, then --duration seconds measured: requests/s and
 // latency percentiles over the requests that started and finished inside the measured window,
 // and the CPU time each --process NAME=PID (and the bench itself) used in it, per request.
@@ -354,6 +356,46 @@ class ProxiedClient {
   std::unique_ptr<v1::ProxyService::Stub> stub_;
 };
 
+// The baseline: a gRPC round trip to the daemon that needs no Mollie (GetAccessToken is answered
+// from memory on the gRPC thread). Its own channel, like ProxiedClient. The token is discarded.
+class TokenClient {
+ public:
+  TokenClient(const Options& o, v1::GetAccessTokenRequest request) : request_(std::move(request)) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub_ = v1::TokenService::NewStub(
+        grpc::CreateCustomChannel(o.broker, grpc::InsecureChannelCredentials(), args));
+  }
+
+  void Run(const Window& w, ClientResult& out) {
+    while (true) {
+      const auto begin = Clock::now();
+      if (begin >= w.end) {
+        return;
+      }
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::GetAccessTokenResponse response;
+      const grpc::Status s = stub_->GetAccessToken(&context, request_, &response);
+      const auto finish = Clock::now();
+      if (begin >= w.start && finish <= w.end) {
+        if (s.ok()) {
+          out.latencies_ns.push_back((finish - begin).count());
+        } else {
+          ++out.errors;
+        }
+      }
+      if (!s.ok() && out.first_error.empty()) {
+        out.first_error = "gRPC " + std::to_string(s.error_code()) + ": " + s.error_message();
+      }
+    }
+  }
+
+ private:
+  v1::GetAccessTokenRequest request_;
+  std::unique_ptr<v1::TokenService::Stub> stub_;
+};
+
 struct Summary {
   uint64_t requests = 0;
   uint64_t errors = 0;
@@ -529,60 +571,71 @@ int main(int argc, char** argv) {
   std::cout << "proxy_bench: " << o.concurrency << " concurrent clients, " << o.rounds
             << " rounds of " << Fixed(o.warmup_s, 1) << " s warm-up + " << Fixed(o.duration_s, 1)
             << " s measured per mode, GET " << target << std::endl;
+  v1::GetAccessTokenRequest baseline_request;
+  baseline_request.set_organization_id(o.org);
   Summary direct;
   Summary proxied;
+  Summary baseline;
   std::vector<int64_t> direct_latencies;
   std::vector<int64_t> proxied_latencies;
+  std::vector<int64_t> baseline_latencies;
+  auto rate = [&](const Summary& s, uint64_t before) {
+    return Fixed(static_cast<double>(s.requests - before) / o.duration_s, 0);
+  };
   for (int round = 1; round <= o.rounds; ++round) {
     const uint64_t direct_before = direct.requests;
+    const uint64_t proxied_before = proxied.requests;
+    const uint64_t baseline_before = baseline.requests;
     RunPhase(
         o, [&] { return std::make_unique<DirectClient>(o, tls, target, bearer); }, direct,
         direct_latencies);
-    const uint64_t proxied_before = proxied.requests;
     RunPhase(
         o, [&] { return std::make_unique<ProxiedClient>(o, proxy_request); }, proxied,
         proxied_latencies);
-    std::cout << "  round " << round << ": direct "
-              << Fixed(static_cast<double>(direct.requests - direct_before) / o.duration_s, 0)
-              << " req/s, proxied "
-              << Fixed(static_cast<double>(proxied.requests - proxied_before) / o.duration_s, 0)
-              << " req/s" << std::endl;
+    RunPhase(
+        o, [&] { return std::make_unique<TokenClient>(o, baseline_request); }, baseline,
+        baseline_latencies);
+    std::cout << "  round " << round << ": direct " << rate(direct, direct_before)
+              << " req/s, proxied " << rate(proxied, proxied_before) << " req/s, grpc-only "
+              << rate(baseline, baseline_before) << " req/s" << std::endl;
   }
   Finish(direct, direct_latencies);
   Finish(proxied, proxied_latencies);
+  Finish(baseline, baseline_latencies);
+  const std::vector<std::pair<std::string, const Summary*>> modes = {
+      {"direct", &direct}, {"proxied", &proxied}, {"grpc-only", &baseline}};
 
   const double ratio = direct.rps > 0 ? proxied.rps / direct.rps : 0;
   const double added_p50 = proxied.p50_us - direct.p50_us;
   const bool bodies_equal = direct.sample_body == proxied.sample_body;
-  std::cout << "\nmode      requests  errors     req/s   p50 us   p90 us   p99 us   max us\n";
-  for (const auto& [name, s] : {std::pair<const char*, const Summary&>{"direct", direct},
-                                std::pair<const char*, const Summary&>{"proxied", proxied}}) {
+  std::cout << "\nmode       requests  errors     req/s   p50 us   p90 us   p99 us   max us\n";
+  for (const auto& [name, s] : modes) {
     char line[200];
-    std::snprintf(line, sizeof(line), "%-8s %9llu %7llu %9.0f %8.0f %8.0f %8.0f %8.0f\n", name,
-                  static_cast<unsigned long long>(s.requests),
-                  static_cast<unsigned long long>(s.errors), s.rps, s.p50_us, s.p90_us, s.p99_us,
-                  s.max_us);
+    std::snprintf(line, sizeof(line), "%-9s %9llu %7llu %9.0f %8.0f %8.0f %8.0f %8.0f\n",
+                  name.c_str(), static_cast<unsigned long long>(s->requests),
+                  static_cast<unsigned long long>(s->errors), s->rps, s->p50_us, s->p90_us,
+                  s->p99_us, s->max_us);
     std::cout << line;
   }
+  std::cout << "(grpc-only: TokenService.GetAccessToken, a daemon round trip without Mollie)\n";
   std::cout << "\nCPU us per request (machine busy):\n";
-  for (const auto& [name, s] : {std::pair<const char*, const Summary&>{"direct", direct},
-                                std::pair<const char*, const Summary&>{"proxied", proxied}}) {
+  for (const auto& [name, s] : modes) {
     const std::vector<std::string> names = ProcessNames(o);
-    const std::vector<double> per_request = CpuPerRequestUs(s);
+    const std::vector<double> per_request = CpuPerRequestUs(*s);
     std::cout << "  " << name << ":";
     for (size_t i = 0; i < names.size() && i < per_request.size(); ++i) {
       std::cout << " " << names[i] << " " << (per_request[i] < 0 ? "?" : Fixed(per_request[i], 0));
     }
-    std::cout << "  (" << Fixed(MachineBusy(s) * 100, 0) << " % busy)\n";
+    std::cout << "  (" << Fixed(MachineBusy(*s) * 100, 0) << " % busy)\n";
   }
   std::cout << "\nproxied/direct throughput: " << Fixed(ratio * 100, 1)
             << " %  (target >= 80 %)\nadded median latency:      " << Fixed(added_p50, 0)
-            << " us (target < 200 us)\nbodies equal:              " << (bodies_equal ? "yes" : "NO")
-            << "\n";
-  for (const auto& [name, s] : {std::pair<const char*, const Summary&>{"direct", direct},
-                                std::pair<const char*, const Summary&>{"proxied", proxied}}) {
-    if (!s.first_error.empty()) {
-      std::cout << "first " << name << " error: " << s.first_error << "\n";
+            << " us (target < 200 us)\nbare gRPC round trip p50:  " << Fixed(baseline.p50_us, 0)
+            << " us (GetAccessToken, no Mollie)\nbodies equal:              "
+            << (bodies_equal ? "yes" : "NO") << "\n";
+  for (const auto& [name, s] : modes) {
+    if (!s->first_error.empty()) {
+      std::cout << "first " << name << " error: " << s->first_error << "\n";
     }
   }
 
@@ -594,6 +647,7 @@ int main(int argc, char** argv) {
         << ", \"target\": " << connectbroker::client::JsonQuote("GET " + target)
         << ",\n \"direct\": " << SummaryJson(o, direct)
         << ",\n \"proxied\": " << SummaryJson(o, proxied)
+        << ",\n \"grpc_only\": " << SummaryJson(o, baseline)
         << ",\n \"throughput_ratio\": " << Fixed(ratio, 3)
         << ", \"added_p50_us\": " << Fixed(added_p50, 1)
         << ", \"bodies_equal\": " << (bodies_equal ? "true" : "false") << "}\n";
