@@ -133,6 +133,7 @@ class Connection {
   asio::any_io_executor strand() const { return strand_; }
 
   asio::awaitable<absl::Status> Connect(MonoTime connect_deadline, MonoTime deadline) {
+    co_await asio::this_coro::throw_if_cancelled(false);
     // The resolver has no timeout of its own: a timer cancels it. The timer's handler owns what
     // it touches, so it is safe even if it runs after we return.
     auto resolver = std::make_shared<tcp::resolver>(strand_);
@@ -195,6 +196,7 @@ class Connection {
   // One request and its reply. Failures after the first byte was handed to TLS are marked sent.
   asio::awaitable<absl::StatusOr<IncomingResponse>> Exchange(http::request<http::string_body>& req,
                                                              uint64_t max_body, MonoTime deadline) {
+    co_await asio::this_coro::throw_if_cancelled(false);
     beast::get_lowest_layer(stream_).expires_at(deadline);
     auto [write_ec, written] = co_await http::async_write(stream_, req, kNoThrow);
     if (write_ec) {
@@ -245,6 +247,7 @@ class Connection {
 
   // Graceful TLS close; errors ignored (the reply is complete and HTTP carries its own length).
   asio::awaitable<void> Shutdown(MonoTime deadline) {
+    co_await asio::this_coro::throw_if_cancelled(false);
     if (!connected_) {
       co_return;
     }
@@ -380,10 +383,23 @@ struct HttpsTransport::Impl {
     req.prepare_payload();
     ++requests;
 
+    // A cancelled call sees error codes, not exceptions, and returns through the code below.
+    co_await asio::this_coro::throw_if_cancelled(false);
     std::unique_ptr<Connection> conn;
     bool reused = false;
+    // Gives the pool slot back on every way out, an exception included.
+    struct SlotGuard {
+      Impl* impl;
+      std::unique_ptr<Connection>* conn;
+      ~SlotGuard() {
+        if (impl != nullptr) {
+          impl->Release(std::move(*conn));
+        }
+      }
+    } slot{nullptr, &conn};
     if (request.keep_alive) {
       CO_ASSIGN_OR_RETURN(conn, co_await Acquire(deadline));
+      slot.impl = this;
       reused = conn != nullptr;
     }
     if (!conn) {
@@ -393,9 +409,7 @@ struct HttpsTransport::Impl {
       absl::Status connected = co_await asio::co_spawn(
           conn->strand(), conn->Connect(connect_deadline, deadline), asio::use_awaitable);
       if (!connected.ok()) {
-        if (request.keep_alive) {
-          Release(nullptr);
-        }
+        conn.reset();  // a failed connection is never pooled
         co_return connected;
       }
     }
@@ -406,6 +420,7 @@ struct HttpsTransport::Impl {
       reply->reused_connection = reused;
     }
     if (request.keep_alive) {
+      slot.impl = nullptr;
       Release(std::move(conn));
     } else {
       co_await asio::co_spawn(conn->strand(), conn->Shutdown(deadline), asio::use_awaitable);

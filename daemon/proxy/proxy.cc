@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -131,22 +133,44 @@ MonoTime Proxy::DeadlineFor(std::chrono::nanoseconds remaining) const {
   return clock_.MonotonicNow() + std::max(bound, std::chrono::nanoseconds(0));
 }
 
-void Proxy::Start(PreparedCall call, MonoTime deadline, Done done) {
-  asio::co_spawn(asio::make_strand(executor_), Execute(std::move(call), deadline),
-                 [done = std::move(done)](std::exception_ptr e,
-                                          absl::StatusOr<ProxyResult> result) {
-                   if (e) {
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       CB_LOG(ERROR) << "proxy: unexpected exception: " << ex.what();
-                     } catch (...) {
-                       CB_LOG(ERROR) << "proxy: unexpected non-standard exception";
-                     }
-                     result = absl::InternalError("internal error in the proxy");
-                   }
-                   done(std::move(result));
-                 });
+void ProxyCallHandle::Cancel() {
+  // The signal belongs to the call's strand; emitting it there is what Asio requires.
+  asio::post(strand_, [self = shared_from_this()] {
+    self->signal_.emit(asio::cancellation_type::terminal);
+  });
+}
+
+ProxyCallHandlePtr Proxy::NewCall() {
+  return std::make_shared<ProxyCallHandle>(asio::make_strand(executor_));
+}
+
+void Proxy::Start(ProxyCallHandlePtr handle, PreparedCall call, MonoTime deadline, Done done) {
+  asio::any_io_executor strand = handle->strand_;
+  auto completion = [handle, done = std::move(done)](std::exception_ptr e,
+                                                     absl::StatusOr<ProxyResult> result) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const boost::system::system_error& ex) {
+        // A cancelled coroutine throws when it awaits again (Asio's throw_if_cancelled).
+        if (ex.code() == asio::error::operation_aborted) {
+          result = absl::CancelledError("proxied call cancelled");
+        } else {
+          CB_LOG(ERROR) << "proxy: unexpected system_error: " << ex.code().message();
+          result = absl::InternalError("internal error in the proxy");
+        }
+      } catch (const std::exception& ex) {
+        CB_LOG(ERROR) << "proxy: unexpected exception: " << ex.what();
+        result = absl::InternalError("internal error in the proxy");
+      } catch (...) {
+        CB_LOG(ERROR) << "proxy: unexpected non-standard exception";
+        result = absl::InternalError("internal error in the proxy");
+      }
+    }
+    done(std::move(result));
+  };
+  asio::co_spawn(strand, Execute(std::move(call), deadline),
+                 asio::bind_cancellation_slot(handle->signal_.slot(), std::move(completion)));
 }
 
 asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Proxy::Token(
@@ -181,12 +205,21 @@ asio::awaitable<absl::StatusOr<ProxyResult>> Proxy::Execute(PreparedCall call,
                                                             MonoTime deadline) {
   const MonoTime started = clock_.MonotonicNow();
   const asio::any_io_executor ex = co_await asio::this_coro::executor;
+  // Cancellation (the caller gave up, the server shuts down) shows up as error codes and is
+  // checked between steps; no exception unwinds through the pool.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  const asio::cancellation_state cancel = co_await asio::this_coro::cancellation_state;
   ++stats_.calls;
   absl::StatusOr<ProxyResult> result = absl::InternalError("proxy call did not run");
   ProxyResult out;
   absl::StatusOr<broker::TokenSnapshotPtr> token = co_await Token(call.merchant);
   int retries = 0;
   for (;;) {
+    if (cancel.cancelled() != asio::cancellation_type::none) {
+      result = absl::CancelledError(
+          StrCat("proxied call cancelled after ", out.attempts, " request(s) to Mollie"));
+      break;
+    }
     if (!token.ok()) {
       result = token.status();
       break;

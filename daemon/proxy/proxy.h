@@ -24,6 +24,8 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <memory>
 
 #include "absl/status/statusor.h"
 #include "daemon/broker/grant_manager.h"
@@ -88,6 +90,21 @@ struct ProxyStats {
   std::atomic<uint64_t> latency_sum_us{0};
 };
 
+// One call's cancellation: Cancel() (any thread, any time, idempotent) stops the call's pending
+// step (connect, read, backoff sleep); the call then finishes with Cancelled. A connection
+// interrupted that way is closed, never reused.
+class ProxyCallHandle : public std::enable_shared_from_this<ProxyCallHandle> {
+ public:
+  explicit ProxyCallHandle(boost::asio::any_io_executor strand) : strand_(std::move(strand)) {}
+  void Cancel();
+
+ private:
+  friend class Proxy;
+  boost::asio::any_io_executor strand_;
+  boost::asio::cancellation_signal signal_;  // emitted on strand_ only
+};
+using ProxyCallHandlePtr = std::shared_ptr<ProxyCallHandle>;
+
 class Proxy {
  public:
   using Done = std::function<void(absl::StatusOr<ProxyResult>)>;
@@ -103,8 +120,11 @@ class Proxy {
   // when it is not a safe URL on Mollie's API host.
   absl::StatusOr<PreparedCall> NextPage(const PreparedCall& previous, std::string_view href) const;
 
-  // Runs `call` on a strand of the proxy's executor and calls `done` there.
-  void Start(PreparedCall call, MonoTime deadline, Done done);
+  // A handle for the next Start: create it first, so that whoever may cancel holds it before
+  // the call can finish.
+  ProxyCallHandlePtr NewCall();
+  // Runs `call` on the handle's strand of the proxy's executor and calls `done` there.
+  void Start(ProxyCallHandlePtr handle, PreparedCall call, MonoTime deadline, Done done);
   boost::asio::awaitable<absl::StatusOr<ProxyResult>> Execute(PreparedCall call,
                                                               MonoTime deadline);
 

@@ -88,10 +88,14 @@ class CallPagedReactor final : public grpc::ServerWriteReactor<v1::ProxyPage> {
     }
     FetchLocked();
   }
-  // A fetch or a write is always in flight until Finish; its completion finishes the call.
+  // A fetch or a write is always in flight until Finish; its completion finishes the call. A
+  // fetch is cancelled so that its upstream request stops now, not at its deadline.
   void OnCancel() override {
     std::lock_guard lock(mu_);
     cancelled_ = true;
+    if (fetch_) {
+      fetch_->Cancel();
+    }
   }
   void OnDone() override { delete this; }
 
@@ -103,12 +107,14 @@ class CallPagedReactor final : public grpc::ServerWriteReactor<v1::ProxyPage> {
                           StrCat("deadline passed before page ", page_number_ + 1)));
       return;
     }
-    proxy_.Start(call_, proxy_.DeadlineFor(remaining),
+    fetch_ = proxy_.NewCall();
+    proxy_.Start(fetch_, call_, proxy_.DeadlineFor(remaining),
                  [this](absl::StatusOr<proxy::ProxyResult> r) { OnPage(std::move(r)); });
   }
 
   void OnPage(absl::StatusOr<proxy::ProxyResult> result) {
     std::lock_guard lock(mu_);
+    fetch_.reset();
     if (cancelled_) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
       return;
@@ -196,6 +202,7 @@ class CallPagedReactor final : public grpc::ServerWriteReactor<v1::ProxyPage> {
   grpc::CallbackServerContext* context_;
   std::mutex mu_;
   proxy::PreparedCall call_;  // the next page's request
+  proxy::ProxyCallHandlePtr fetch_;  // the page being fetched, if any
   const int64_t max_items_;
   int64_t sent_ = 0;
   int page_number_ = 0;
@@ -203,6 +210,37 @@ class CallPagedReactor final : public grpc::ServerWriteReactor<v1::ProxyPage> {
   bool cancelled_ = false;
   absl::Status after_last_;
   v1::ProxyPage page_;
+};
+
+// Call's reactor: finishes from the proxy's strand; a cancelled RPC (the caller gave up, or the
+// server is shutting down) cancels the upstream request instead of waiting for its deadline.
+class CallReactor final : public grpc::ServerUnaryReactor {
+ public:
+  CallReactor(proxy::Proxy& proxy, v1::ProxyResponse* response)
+      : handle_(proxy.NewCall()), response_(response) {}
+
+  void Start(proxy::Proxy& proxy, proxy::PreparedCall call, MonoTime deadline) {
+    proxy.Start(handle_, std::move(call), deadline, [this](absl::StatusOr<proxy::ProxyResult> r) {
+      if (!r.ok()) {
+        Finish(ToGrpc(r.status()));
+        return;
+      }
+      response_->set_status(r->status);
+      SetHeaders(r->headers, response_);
+      response_->set_body(std::move(r->body));
+      response_->set_attempts(r->attempts);
+      response_->set_token_refreshed(r->token_refreshed);
+      Finish(grpc::Status::OK);
+    });
+  }
+
+  // grpc::ServerUnaryReactor
+  void OnCancel() override { handle_->Cancel(); }
+  void OnDone() override { delete this; }
+
+ private:
+  const proxy::ProxyCallHandlePtr handle_;
+  v1::ProxyResponse* response_;
 };
 
 class RejectedPaged final : public grpc::ServerWriteReactor<v1::ProxyPage> {
@@ -239,20 +277,8 @@ grpc::ServerUnaryReactor* ProxyServiceImpl::Call(grpc::CallbackServerContext* co
   if (remaining <= std::chrono::nanoseconds(0)) {
     return FinishNow(context, absl::DeadlineExceededError("the call's deadline has passed"));
   }
-  auto* reactor = context->DefaultReactor();
-  proxy_.Start(*std::move(prepared), proxy_.DeadlineFor(remaining),
-               [reactor, response](absl::StatusOr<proxy::ProxyResult> r) {
-                 if (!r.ok()) {
-                   reactor->Finish(ToGrpc(r.status()));
-                   return;
-                 }
-                 response->set_status(r->status);
-                 SetHeaders(r->headers, response);
-                 response->set_body(std::move(r->body));
-                 response->set_attempts(r->attempts);
-                 response->set_token_refreshed(r->token_refreshed);
-                 reactor->Finish(grpc::Status::OK);
-               });
+  auto* reactor = new CallReactor(proxy_, response);
+  reactor->Start(proxy_, *std::move(prepared), proxy_.DeadlineFor(remaining));
   return reactor;
 }
 
