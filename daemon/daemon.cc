@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -253,6 +254,11 @@ int RunDaemon(const config::Config& cfg, const DaemonFlags& flags) {
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(cfg.server.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  // gRPC refuses messages over 4 MiB by default; a proxied body may be as large as configured
+  // (plus room for the rest of the request), so that the proxy's own limit is the one that
+  // answers, with INVALID_ARGUMENT naming it.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::max<int64_t>(4 << 20, cfg.proxy.max_request_body_bytes + (256 << 10))));
   builder.RegisterService(&token_service);
   builder.RegisterService(&onboarding_service);
   builder.RegisterService(&admin_service);

@@ -200,7 +200,8 @@ class GrantManager {
                                                                         std::string state);
   boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> StoreNewGrant(
       mollie::TokenResponse tokens, WallTime sent_at, std::string redirect_uri,
-      std::string account_ref, std::vector<std::string> requested_scopes);
+      std::string account_ref, std::vector<std::string> requested_scopes,
+      bool withdraw_if_unused);
   boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> Revoke(std::string org);
   boost::asio::awaitable<absl::Status> Delete(std::string org);
   boost::asio::awaitable<absl::StatusOr<storage::GrantRecord>> Import(

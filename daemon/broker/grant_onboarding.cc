@@ -190,16 +190,23 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Complete(std::string 
   std::vector<std::string> requested(pending->scopes().begin(), pending->scopes().end());
   absl::StatusOr<GrantRecord> stored = co_await StoreNewGrant(
       *std::move(tokens), sent_at, pending->redirect_uri(), pending->account_ref(),
-      std::move(requested));
+      std::move(requested), /*withdraw_if_unused=*/true);
   co_return stored;
 }
 
 asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::StoreNewGrant(
     mollie::TokenResponse tokens, WallTime sent_at, std::string redirect_uri,
-    std::string account_ref, std::vector<std::string> requested_scopes) {
+    std::string account_ref, std::vector<std::string> requested_scopes, bool withdraw_if_unused) {
   auto org = co_await mollie_.GetCurrentOrganization(tokens.access_token);
   if (!org.ok()) {
     CB_LOG(WARNING) << "GET /v2/organizations/me failed: " << org.status();
+    if (org.status().code() == absl::StatusCode::kPermissionDenied) {
+      // Retrying cannot help: the grant itself lacks the scope.
+      co_return absl::FailedPreconditionError(
+          StrCat("the grant does not allow GET /v2/organizations/me (it needs the "
+                 "organizations.read scope): ",
+                 org.status().message()));
+    }
     co_return absl::UnavailableError(
         StrCat("could not learn the organization: ", org.status().message()));
   }
@@ -273,9 +280,10 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::StoreNewGrant(
   }
   if (!st.ok()) {
     CB_LOG(ERROR) << "storing the grant of " << org->id << " failed: " << st;
-    if (!existing) {
+    if (!existing && withdraw_if_unused) {
       // Nobody will ever use this new authorization: withdraw it at Mollie (best effort) rather
-      // than leave a live grant behind.
+      // than leave a live grant behind. Never for an import: that refresh token is still the
+      // one the system it comes from uses (Mollie does not rotate), and a retry must work.
       absl::Status revoked = co_await mollie_.RevokeRefreshToken(secrets.refresh_token);
       if (!revoked.ok()) {
         CB_LOG(WARNING) << "could not withdraw the unused authorization of " << org->id << ": "
@@ -340,8 +348,10 @@ asio::awaitable<absl::StatusOr<GrantRecord>> GrantManager::Import(SecretString r
   if (tokens->refresh_token.empty()) {
     tokens->refresh_token = refresh_token;
   }
+  std::vector<std::string> no_requested_scopes;  // named: see Revoke on GCC 12's temporaries
   absl::StatusOr<GrantRecord> stored = co_await StoreNewGrant(
-      *std::move(tokens), sent_at, std::move(redirect_uri), std::move(account_ref), {});
+      *std::move(tokens), sent_at, std::move(redirect_uri), std::move(account_ref),
+      std::move(no_requested_scopes), /*withdraw_if_unused=*/false);
   co_return stored;
 }
 

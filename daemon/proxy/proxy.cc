@@ -91,6 +91,10 @@ absl::StatusOr<PreparedCall> Proxy::Prepare(const ProxyCall& call) const {
     out.headers.emplace_back("Content-Type", "application/json");
   }
   std::string key = call.idempotency_key;
+  if (!key.empty() && call.derive_idempotency_key) {
+    return absl::InvalidArgumentError(
+        "set either idempotency_key or derive_idempotency_key, not both");
+  }
   if (key.empty() && call.derive_idempotency_key) {
     if (call.request_id.empty()) {
       return absl::InvalidArgumentError("derive_idempotency_key needs a request_id");

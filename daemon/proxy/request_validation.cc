@@ -161,6 +161,9 @@ absl::Status ValidatePath(std::string_view path) {
         i += 2;
         continue;
       }
+      if (c == ';') {
+        return Invalid("path must not contain ';' (path parameters are not part of Mollie's API)");
+      }
       if (!IsPathChar(c)) {
         return Invalid(StrCat("path contains a character that must be percent-encoded (byte 0x",
                               std::string(1, "0123456789abcdef"[c >> 4]),
@@ -217,7 +220,11 @@ absl::StatusOr<mollie::HeaderList> FilterRequestHeaders(const mollie::HeaderList
   static constexpr std::array<std::string_view, 12> kForbidden = {
       "authorization", "proxy-authorization", "host", "cookie", "connection", "keep-alive",
       "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "content-length"};
+  if (headers.size() > kAllowed.size()) {
+    return Invalid(StrCat("at most ", kAllowed.size(), " headers (each allowed one once)"));
+  }
   mollie::HeaderList out;
+  std::vector<std::string> seen;
   for (const auto& [name, value] : headers) {
     if (name.empty()) {
       return Invalid("header with an empty name");
@@ -234,8 +241,13 @@ absl::StatusOr<mollie::HeaderList> FilterRequestHeaders(const mollie::HeaderList
     const std::string lower = Lower(name);
     if (std::find(kForbidden.begin(), kForbidden.end(), lower) != kForbidden.end()) {
       return Invalid(StrCat("header ", name,
-                            " may not be set by the caller (the broker sets it)"));
+                            " may not be set by the caller (credentials, cookies, Host and "
+                            "hop-by-hop headers are the broker's)"));
     }
+    if (std::find(seen.begin(), seen.end(), lower) != seen.end()) {
+      return Invalid(StrCat("header ", name, " is given more than once"));
+    }
+    seen.push_back(lower);
     if (lower == "idempotency-key") {
       return Invalid("pass the Idempotency-Key as the request's idempotency_key field");
     }
@@ -244,8 +256,11 @@ absl::StatusOr<mollie::HeaderList> FilterRequestHeaders(const mollie::HeaderList
                             " is not allowed (allowed: Accept, Accept-Language, Content-Type, "
                             "X-Request-Id)"));
     }
-    if (lower == "content-type" && !Lower(value).starts_with("application/json")) {
-      return Invalid("header Content-Type must be application/json");
+    if (lower == "content-type") {
+      const std::string v = Lower(value);
+      if (v != "application/json" && !v.starts_with("application/json;")) {
+        return Invalid("header Content-Type must be application/json (a charset may follow)");
+      }
     }
     out.emplace_back(name, value);
   }

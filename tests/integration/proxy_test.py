@@ -279,6 +279,36 @@ class BadInputTest(ProxyCase):
         self.assert_invalid("idempotency_key", method="POST", body=b"{}",
                             idempotency_key="has space")
         self.assert_invalid("control", query=[proxy_pb2.QueryParam(name="a", value="b\nc")])
+        self.assert_invalid("not both", method="POST", body=b"{}", idempotency_key="k1",
+                            derive_idempotency_key=True, request_id="r1")
+        self.assert_invalid("more than once", headers=[
+            proxy_pb2.HttpHeader(name="X-Request-Id", value="a"),
+            proxy_pb2.HttpHeader(name="X-Request-Id", value="b")])
+        self.assert_invalid("';'", path="/v2/payments/..;/oauth2")
+
+
+
+class BigBodyTest(ProxyCase):
+    ORG = "org_5130"
+    CONFIG = {"max_request_body_bytes": 4718592}  # 4.5 MiB, above gRPC's default 4 MiB
+
+    def test_body_limit_is_the_proxys_not_grpcs(self):
+        # Over the configured 4.5 MiB but under the gRPC limit the daemon derives from it: the
+        # proxy's own clear refusal, not gRPC's generic "message larger than max".
+        e = self.rpc_error(lambda: self.env.proxy.Call(proxy_pb2.ProxyRequest(
+            organization_id=self.ORG, method="POST", path="/v2/payments",
+            body=json.dumps({"d": "x" * 4800000}).encode()), timeout=20))
+        self.assertEqual(e.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("max_request_body_bytes", e.details())
+        # A 4.2 MiB body is within the limit and reaches Mollie (which refuses it, 413 in the
+        # simulator, or drops the connection).
+        try:
+            r = self.env.proxy.Call(proxy_pb2.ProxyRequest(
+                organization_id=self.ORG, method="POST", path="/v2/payments",
+                body=json.dumps({"d": "x" * 4400000}).encode()), timeout=20)
+            self.assertGreaterEqual(r.status, 400)
+        except grpc.RpcError as err:
+            self.assertEqual(err.code(), grpc.StatusCode.UNAVAILABLE, err.details())
 
     def test_merchant_errors(self):
         e = self.rpc_error(lambda: self.call("GET", "/v2/payments", org="org_404404"))

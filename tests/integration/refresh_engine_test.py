@@ -296,6 +296,33 @@ class RevocationTest(unittest.TestCase):
         self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
 
 
+    def test_a_refused_import_leaves_the_refresh_token_alive_for_a_retry(self):
+        env = self.env
+        env.onboard("org_7701", account_ref="taken-ref")
+        grant = env.sim_request("POST", "/_sim/grants", {
+            "count": 1, "scopes": "organizations.read payments.read"})["grants"][0]
+        with self.assertRaises(grpc.RpcError) as e:
+            env.admin.ImportMerchant(admin_pb2.ImportMerchantRequest(
+                refresh_token=grant["refresh_token"], account_ref="taken-ref"), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.ALREADY_EXISTS)
+        self.assertEqual(env.stats()["revocations"], 0)
+        live = {t["token"]: t for t in env.truth()["refresh_tokens"]}
+        self.assertTrue(live[grant["refresh_token"]]["valid"])
+        # The operator fixes the typo and retries with the same token.
+        m = env.admin.ImportMerchant(admin_pb2.ImportMerchantRequest(
+            refresh_token=grant["refresh_token"], account_ref="free-ref"), timeout=10)
+        self.assertEqual((m.organization_id, m.status), (grant["organization_id"], ACTIVE))
+
+    def test_import_of_a_grant_without_organizations_read_is_a_precondition(self):
+        grant = self.env.sim_request("POST", "/_sim/grants", {
+            "count": 1, "scopes": "payments.read"})["grants"][0]
+        with self.assertRaises(grpc.RpcError) as e:
+            self.env.admin.ImportMerchant(admin_pb2.ImportMerchantRequest(
+                refresh_token=grant["refresh_token"]), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("organizations.read", e.exception.details())
+
+
 class DowntimeTest(unittest.TestCase):
     GRANTS = 2000
 

@@ -70,6 +70,8 @@ TEST(ValidatePathTest, RejectsPathTricks) {
            Case{"/v2/payments\r\nHost: evil", "control"},
            Case{"/v2/pay\tments", "control"},
            Case{"/v2/pa\"yments", "percent-encoded"},
+           Case{"/v2/payments/..;/oauth2", "';'"},
+           Case{"/v2/payments;jsessionid=x", "';'"},
        }) {
     absl::Status s = ValidatePath(c.path);
     EXPECT_THAT(s, StatusIs(kInvalid)) << c.path;
@@ -115,6 +117,13 @@ TEST(FilterRequestHeadersTest, AllowListOnly) {
   EXPECT_THAT(FilterRequestHeaders({{"X-Evil", "1"}}), StatusIs(kInvalid));
   EXPECT_THAT(FilterRequestHeaders({{"Idempotency-Key", "k"}}), StatusIs(kInvalid));
   EXPECT_THAT(FilterRequestHeaders({{"Content-Type", "text/plain"}}), StatusIs(kInvalid));
+  EXPECT_THAT(FilterRequestHeaders({{"Content-Type", "application/jsonp"}}), StatusIs(kInvalid));
+  EXPECT_THAT(FilterRequestHeaders({{"Content-Type", "application/json;charset=utf-8"}}), IsOk());
+  auto twice = FilterRequestHeaders({{"X-Request-Id", "a"}, {"x-request-id", "b"}});
+  EXPECT_THAT(twice, StatusIs(kInvalid));
+  EXPECT_THAT(twice.status().message(), HasSubstr("more than once"));
+  mollie::HeaderList many(10000, {"Accept", "application/json"});
+  EXPECT_THAT(FilterRequestHeaders(many), StatusIs(kInvalid));
 }
 
 TEST(FilterRequestHeadersTest, RejectsCrlfAndControlCharacters) {
