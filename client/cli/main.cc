@@ -2,6 +2,8 @@
 // BrokerClient; prints tables, key/value lines or JSON. Only `token` prints a token (on stdout).
 // Exit status: 0 ok, 1 error from the daemon, 2 usage error, 3 daemon unreachable, 4 (`call`)
 // Mollie answered with a non-2xx HTTP status.
+#include <cmath>
+#include <cstdlib>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <iostream>
@@ -123,8 +125,20 @@ int main(int argc, char** argv) {
                  "Daemon gRPC address: host:port, [ipv6]:port or unix:/path")
       ->envname(cb::kAddressEnvVar)
       ->capture_default_str();
+  // A finite number of seconds in (0, 86400]: CLI11's PositiveNumber lets NaN and 1e308 through,
+  // and then every call fails at once as if the daemon were unreachable.
+  const CLI::Validator seconds(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0' || !std::isfinite(v) || v <= 0 || v > 86400) {
+          return "--timeout must be a number of seconds greater than 0 and at most 86400";
+        }
+        return "";
+      },
+      "SECONDS");
   app.add_option("--timeout", f.timeout_seconds, "Deadline for the whole command, in seconds")
-      ->check(CLI::PositiveNumber)
+      ->check(seconds)
       ->capture_default_str();
 
   const std::vector<std::string> statuses = {"active", "refresh-failing", "needs-reauthorization",

@@ -78,6 +78,23 @@ absl::StatusOr<std::string> ParseRefreshToken(std::string_view contents) {
   return std::string(token);
 }
 
+namespace {
+
+// The path as it may be shown: a "path" that looks like a token (pasted instead of a file name)
+// is masked, since only `token` may ever print one.
+std::string ShownPath(const std::string& path) {
+  for (const char* prefix : {"refresh_", "access_", "auth_", "live_", "test_"}) {
+    if (path.rfind(prefix, 0) == 0 && path.find('/') == std::string::npos) {
+      return std::string(prefix) +
+             "[redacted] (that looks like a token, not a file name: put the token in a file or "
+             "pass - to read it from stdin)";
+    }
+  }
+  return path;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> ReadRefreshToken(const std::string& path) {
   if (path == "-") {
     if (isatty(STDIN_FILENO)) {
@@ -91,16 +108,17 @@ absl::StatusOr<std::string> ReadRefreshToken(const std::string& path) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError("cannot read " + path + ": " + std::strerror(errno));
+    return absl::InvalidArgumentError("cannot read " + ShownPath(path) + ": " +
+                                      std::strerror(errno));
   }
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
-    std::cerr << "connect-broker: warning: " << path
+    std::cerr << "connect-broker: warning: " << ShownPath(path)
               << " is accessible to other users; keep refresh token files at mode 0600\n";
   }
   std::string contents = ReadBounded(in, kMaxTokenSize);
   if (in.bad()) {
-    return absl::InvalidArgumentError("cannot read " + path);
+    return absl::InvalidArgumentError("cannot read " + ShownPath(path));
   }
   return ParseRefreshToken(contents);
 }

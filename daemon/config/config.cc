@@ -143,6 +143,37 @@ absl::Status CheckUrl(std::string_view origin, std::string_view key, const std::
     return absl::InvalidArgumentError(
         StrCat(origin, ": ", key, " must be a base URL without spaces, query or fragment"));
   }
+  const std::string rest = url.substr(8);
+  const std::string authority = rest.substr(0, rest.find('/'));
+  const std::string path = rest.size() > authority.size() ? rest.substr(authority.size()) : "";
+  if (authority.find('@') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        StrCat(origin, ": ", key, " must not carry credentials (user@ or user:password@)"));
+  }
+  // host, host:port, [v6] or [v6]:port, with a port in 1-65535.
+  const size_t bracket = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+    const std::string port = authority.substr(colon + 1);
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        port.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits || std::stoi(port) < 1 || std::stoi(port) > 65535) {
+      return absl::InvalidArgumentError(
+          StrCat(origin, ": ", key, " needs a port between 1 and 65535, got \"", url, "\""));
+    }
+    if (colon == 0 || (bracket != std::string::npos && bracket + 1 != colon)) {
+      return absl::InvalidArgumentError(StrCat(origin, ": ", key, " has no host"));
+    }
+  } else if (authority.empty()) {
+    return absl::InvalidArgumentError(StrCat(origin, ": ", key, " has no host"));
+  }
+  if (key == "mollie.api_base_url" && (path == "/v2" || path.ends_with("/v2") ||
+                                       path.ends_with("/v2/") || path.ends_with("/oauth2") ||
+                                       path.ends_with("/oauth2/"))) {
+    return absl::InvalidArgumentError(StrCat(
+        origin, ": ", key,
+        " is the API's root (https://api.mollie.com); the broker adds /v2/ and /oauth2/ itself"));
+  }
   return absl::OkStatus();
 }
 

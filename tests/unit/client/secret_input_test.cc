@@ -89,5 +89,14 @@ TEST_F(ReadRefreshTokenTest, MissingFileAndEmptyFile) {
   EXPECT_THAT(std::string(ReadRefreshToken(path_).status().message()), HasSubstr("empty"));
 }
 
+TEST_F(ReadRefreshTokenTest, ATokenPastedAsTheFileNameIsNotEchoed) {
+  const std::string token = "refresh_FS4xc3Mgci2xQ5s5DzaLXh3HhaTZOP";
+  auto r = ReadRefreshToken(token);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(r.status().message());
+  EXPECT_THAT(message, ::testing::Not(HasSubstr("FS4xc3Mgci2xQ5s5DzaLXh3HhaTZOP")));
+  EXPECT_THAT(message, HasSubstr("looks like a token"));
+}
+
 }  // namespace
 }  // namespace connectbroker::cli
