@@ -40,10 +40,15 @@ absl::Status TerminalError(const GrantRecord& r) {
     return absl::FailedPreconditionError(
         StrCat("merchant ", r.organization_id(), " was revoked"));
   }
+  // The stored outcome reads "FAILED_PRECONDITION: ..." in tables; here the code is said once.
+  std::string_view outcome = r.last_refresh_outcome();
+  constexpr std::string_view kCode = "FAILED_PRECONDITION: ";
+  if (outcome.starts_with(kCode)) {
+    outcome.remove_prefix(kCode.size());
+  }
   return absl::FailedPreconditionError(
       StrCat("merchant ", r.organization_id(),
-             " needs to reauthorize (Mollie rejected the refresh token: ",
-             r.last_refresh_outcome(), ")"));
+             " needs to reauthorize (Mollie rejected the refresh token: ", outcome, ")"));
 }
 
 std::string Outcome(const absl::Status& s) {
@@ -668,8 +673,10 @@ asio::awaitable<absl::Status> GrantManager::OnRefreshFailed(GrantPtr g, StoredGr
   // A reply that was lost after the request was sent (timeout, reset) leaves the outcome
   // unknown: Mollie may have issued (and, with rotation, switched to) new tokens. The intent
   // stays recorded and the next attempt is a replay of the same refresh token.
-  const bool ambiguous = err.code() == absl::StatusCode::kDeadlineExceeded ||
-                         err.code() == absl::StatusCode::kUnavailable;
+  // A request that never left (connection refused, TLS failed) is not ambiguous.
+  const bool ambiguous = (err.code() == absl::StatusCode::kDeadlineExceeded ||
+                          err.code() == absl::StatusCode::kUnavailable) &&
+                         !mollie::RequestCertainlyNotSent(err);
   if (!ambiguous) {
     r.set_refresh_intent_at_ms(0);
   }

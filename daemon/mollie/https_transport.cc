@@ -25,7 +25,6 @@
 #include <mutex>
 #include <string_view>
 
-#include "absl/strings/cord.h"
 #include "daemon/common/status_macros.h"
 #include "daemon/common/strings.h"
 #include "daemon/mollie/oauth_responses.h"
@@ -45,16 +44,11 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr uint32_t kMaxHeaderBytes = 64 * 1024;
 // The reply is in hand when we shut TLS down: a slow peer must not hold the call.
 constexpr std::chrono::milliseconds kShutdownTimeout{1000};
-constexpr char kSentPayload[] = "type.connectbroker/mollie.RequestSent";
 
 MonoTime Now() { return SystemClock().MonotonicNow(); }
 
-absl::Status MarkSent(absl::Status s) {
-  if (!s.ok()) {
-    s.SetPayload(kSentPayload, absl::Cord("1"));
-  }
-  return s;
-}
+absl::Status MarkSent(absl::Status s) { return MarkRequestSent(std::move(s)); }
+absl::Status MarkNotSent(absl::Status s) { return MarkRequestNotSent(std::move(s)); }
 
 struct Endpoint {
   std::string host;         // for resolving, SNI and certificate checks (no IPv6 brackets)
@@ -295,10 +289,6 @@ http::verb VerbOf(std::string_view method) {
 
 }  // namespace
 
-bool RequestMayHaveBeenSent(const absl::Status& status) {
-  return status.GetPayload(kSentPayload).has_value();
-}
-
 struct HttpsTransport::Impl {
   Impl(asio::any_io_executor executor, HttpsTransportOptions opts, Endpoint ep)
       : ex(std::move(executor)),
@@ -398,7 +388,11 @@ struct HttpsTransport::Impl {
       }
     } slot{nullptr, &conn};
     if (request.keep_alive) {
-      CO_ASSIGN_OR_RETURN(conn, co_await Acquire(deadline));
+      absl::StatusOr<std::unique_ptr<Connection>> acquired = co_await Acquire(deadline);
+      if (!acquired.ok()) {
+        co_return MarkNotSent(acquired.status());
+      }
+      conn = *std::move(acquired);
       slot.impl = this;
       reused = conn != nullptr;
     }
@@ -410,7 +404,7 @@ struct HttpsTransport::Impl {
           conn->strand(), conn->Connect(connect_deadline, deadline), asio::use_awaitable);
       if (!connected.ok()) {
         conn.reset();  // a failed connection is never pooled
-        co_return connected;
+        co_return MarkNotSent(connected);
       }
     }
     absl::StatusOr<IncomingResponse> reply = co_await asio::co_spawn(

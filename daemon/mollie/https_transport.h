@@ -6,8 +6,8 @@
 // Status codes of Send: Unavailable (resolve/connect/TLS/write/read failure, truncated or
 // unparsable reply), DeadlineExceeded (the request deadline passed), ResourceExhausted (the reply
 // is larger than the configured limit), Cancelled. A failed status says whether the request's
-// bytes may have reached the server (RequestMayHaveBeenSent): a retry of a non-idempotent
-// request is only safe when they cannot have.
+// bytes may have reached the server (RequestMayHaveBeenSent / RequestCertainlyNotSent in
+// mollie_oauth_api.h): a retry of a non-idempotent request is only safe when they cannot have.
 // This header keeps Beast out; https_transport.cc is the module's only Beast translation unit.
 #pragma once
 
@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "daemon/common/clock.h"
+#include "daemon/mollie/mollie_oauth_api.h"
 
 namespace connectbroker::mollie {
 
@@ -70,8 +71,6 @@ struct TransportStats {
   int idle_connections = 0;
 };
 
-// True when a failed Send may have delivered (part of) the request to the server.
-bool RequestMayHaveBeenSent(const absl::Status& status);
 
 class HttpsTransport {
  public:

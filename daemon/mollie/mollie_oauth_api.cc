@@ -12,6 +12,8 @@ namespace {
 
 // Payload key for the Retry-After value; the payload is the decimal number of seconds.
 constexpr char kRetryAfterPayload[] = "type.connectbroker/mollie.RetryAfter";
+constexpr char kSentPayload[] = "type.connectbroker/mollie.RequestSent";
+constexpr char kNotSentPayload[] = "type.connectbroker/mollie.RequestNotSent";
 
 }  // namespace
 
@@ -34,6 +36,28 @@ void SetRetryAfter(absl::Status& status, std::chrono::seconds retry_after) {
     return;  // an OK status cannot carry payloads
   }
   status.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(retry_after.count())));
+}
+
+bool RequestMayHaveBeenSent(const absl::Status& status) {
+  return status.GetPayload(kSentPayload).has_value();
+}
+
+bool RequestCertainlyNotSent(const absl::Status& status) {
+  return status.GetPayload(kNotSentPayload).has_value();
+}
+
+absl::Status MarkRequestSent(absl::Status status) {
+  if (!status.ok()) {
+    status.SetPayload(kSentPayload, absl::Cord("1"));
+  }
+  return status;
+}
+
+absl::Status MarkRequestNotSent(absl::Status status) {
+  if (!status.ok()) {
+    status.SetPayload(kNotSentPayload, absl::Cord("1"));
+  }
+  return status;
 }
 
 }  // namespace connectbroker::mollie

@@ -66,4 +66,12 @@ std::optional<std::chrono::seconds> RetryAfter(const absl::Status& status);
 // Attaches a Retry-After value to a status (used by implementations).
 void SetRetryAfter(absl::Status& status, std::chrono::seconds retry_after);
 
+// Whether a failed request reached Mollie, as far as the transport knows. May-have-been-sent:
+// bytes left (a retry of a non-idempotent request is unsafe). Certainly-not-sent: resolve,
+// connect or TLS failed, or no connection came free. Neither: unknown (e.g. an HTTP 5xx).
+bool RequestMayHaveBeenSent(const absl::Status& status);
+bool RequestCertainlyNotSent(const absl::Status& status);
+absl::Status MarkRequestSent(absl::Status status);
+absl::Status MarkRequestNotSent(absl::Status status);
+
 }  // namespace connectbroker::mollie

@@ -441,6 +441,32 @@ TEST_F(MollieClientSimTest, ApiFaultOnOrganization) {
   EXPECT_THAT(Run(api->GetCurrentOrganization(grant.access_token)), IsOk());
 }
 
+TEST_F(MollieClientSimTest, TheTransportSaysWhetherTheRequestLeft) {
+  auto api = Client();
+  ASSERT_NE(api, nullptr);
+  TokenResponse grant = NewGrant(*api);
+  // Reset after the request arrived: it may have been processed.
+  SetFault("token", "reset");
+  auto reset = Run(api->Refresh(grant.refresh_token, kRedirectUri));
+  EXPECT_THAT(reset, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(RequestMayHaveBeenSent(reset.status()));
+  EXPECT_FALSE(RequestCertainlyNotSent(reset.status()));
+  // An HTTP 503 is an answer: neither flag.
+  SetFault("token", "http_503");
+  auto answered = Run(api->Refresh(grant.refresh_token, kRedirectUri));
+  EXPECT_FALSE(RequestMayHaveBeenSent(answered.status()));
+  EXPECT_FALSE(RequestCertainlyNotSent(answered.status()));
+  // Nothing listens on port 1 of loopback: refused before anything was sent.
+  HttpsMollieOAuthApi::Options o = ClientOptions();
+  o.api_base_url = "https://127.0.0.1:1";
+  auto closed = Client(o);
+  ASSERT_NE(closed, nullptr);
+  auto refused = Run(closed->Refresh(grant.refresh_token, kRedirectUri));
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_TRUE(RequestCertainlyNotSent(refused.status()));
+  EXPECT_FALSE(RequestMayHaveBeenSent(refused.status()));
+}
+
 TEST_F(MollieClientSimTest, HangEndsWithinTheRequestTimeout) {
   HttpsMollieOAuthApi::Options o = ClientOptions();
   o.request_timeout = milliseconds(700);
