@@ -168,4 +168,6 @@ absl::StatusOr<uint64_t> GrantManager::OldestEventSequence() {
   return store_.OldestEventSequence();
 }
 
+absl::StatusOr<uint64_t> GrantManager::LastEventSequence() { return store_.LastEventSequence(); }
+
 }  // namespace connectbroker::broker

@@ -171,6 +171,7 @@ class GrantManager {
   EventHub& events() { return events_; }
   absl::StatusOr<std::vector<storage::EventRecord>> ReadEvents(uint64_t after_sequence, int max);
   absl::StatusOr<uint64_t> OldestEventSequence();
+  absl::StatusOr<uint64_t> LastEventSequence();
 
   // Counters, read on any thread (approximate while the loop runs).
   ManagerStats Stats() const;

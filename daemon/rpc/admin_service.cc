@@ -52,6 +52,19 @@ class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::Event> {
       Finish(ToGrpc(oldest.status()));
       return;
     }
+    auto last = manager_.LastEventSequence();
+    if (!last.ok()) {
+      Finish(ToGrpc(last.status()));
+      return;
+    }
+    if (request.after_sequence() > *last) {
+      // A cursor from the future (another broker's log, a typo) would silently skip every event
+      // up to it.
+      Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                          StrCat("after_sequence ", request.after_sequence(),
+                                 " is beyond the newest event (", *last, ")")));
+      return;
+    }
     if (request.after_sequence() > 0 && *oldest > request.after_sequence() + 1) {
       Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
                           StrCat("events after ", request.after_sequence(),

@@ -274,6 +274,11 @@ class RevocationTest(unittest.TestCase):
         env = self.env
         with self.assertRaises(grpc.RpcError) as e:
             list(env.admin.WatchEvents(admin_pb2.WatchEventsRequest(
+                after_sequence=99999999999, no_follow=True), timeout=10))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.OUT_OF_RANGE)
+        self.assertIn("beyond the newest event", e.exception.details())
+        with self.assertRaises(grpc.RpcError) as e:
+            list(env.admin.WatchEvents(admin_pb2.WatchEventsRequest(
                 organization_id="bogus", no_follow=True), timeout=10))
         self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         for bad in [admin_pb2.RevokeMerchantRequest(organization_id="nope"),
