@@ -13,8 +13,9 @@ int main(int argc, char** argv) {
   CLI::App app{
       "connect-brokerd: the Mollie Connect token broker daemon.\n"
       "Keeps every merchant's OAuth grant in RocksDB (secrets encrypted), refreshes access\n"
-      "tokens before they expire, and serves them over gRPC (TokenService, OnboardingService,\n"
-      "AdminService). Stops cleanly on SIGTERM."};
+      "tokens before they expire, and serves them over gRPC (TokenService, ProxyService for\n"
+      "Mollie API calls made with the merchant's token, OnboardingService, AdminService).\n"
+      "Stops cleanly on SIGTERM."};
   connectbroker::DaemonFlags flags;
   bool check_only = false;
   app.add_option("-c,--config", flags.config_path, "TOML configuration file (required)")

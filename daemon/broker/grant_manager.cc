@@ -760,35 +760,50 @@ asio::awaitable<absl::Status> GrantManager::OnRefreshFailed(GrantPtr g, StoredGr
   co_return absl::UnavailableError(StrCat("refresh of ", org, " failed: ", err.message()));
 }
 
-void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseconds min_ttl,
-                                  TokenCallback done) {
+std::optional<absl::StatusOr<TokenSnapshotPtr>> GrantManager::CachedAccessToken(
+    const MerchantKey& key, std::chrono::milliseconds min_ttl) const {
   std::string org = key.organization_id;
   if (org.empty()) {
     auto found = cache_.FindOrganization(key.account_ref);
     if (!found) {
-      done(absl::NotFoundError(StrCat("no merchant with account_ref ", key.account_ref)));
-      return;
+      return absl::NotFoundError(StrCat("no merchant with account_ref ", key.account_ref));
     }
     org = *found;
   }
   TokenSnapshotPtr snap = cache_.Find(org);
   if (!snap) {
-    done(absl::NotFoundError(StrCat("unknown merchant ", org)));
-    return;
+    return absl::NotFoundError(StrCat("unknown merchant ", org));
   }
   if (IsTerminal(snap->status)) {
     GrantRecord r;
     r.set_organization_id(org);
     r.set_status(snap->status);
     r.set_last_refresh_outcome("invalid_grant");
-    done(TerminalError(r));
-    return;
+    return TerminalError(r);
   }
   const auto required = std::max<std::chrono::milliseconds>(min_ttl, options_.min_serve_ttl);
   if (snap->expires_at - clock_.Now() >= required) {
-    done(std::move(snap));  // the hot path: no loop hop, no store read
+    return snap;  // the hot path: no loop hop, no store read
+  }
+  return std::nullopt;
+}
+
+void GrantManager::GetAccessToken(const MerchantKey& key, std::chrono::milliseconds min_ttl,
+                                  TokenCallback done) {
+  if (auto cached = CachedAccessToken(key, min_ttl)) {
+    done(*std::move(cached));
     return;
   }
+  std::string org = key.organization_id;
+  if (org.empty()) {
+    auto found = cache_.FindOrganization(key.account_ref);
+    if (!found) {  // removed since the lookup above
+      done(absl::NotFoundError(StrCat("no merchant with account_ref ", key.account_ref)));
+      return;
+    }
+    org = *found;
+  }
+  const auto required = std::max<std::chrono::milliseconds>(min_ttl, options_.min_serve_ttl);
   // Needs a fresh token: join (or start) the refresh on the loop.
   asio::post(loop_, [this, org, required, done = std::move(done)]() mutable {
     StartRefresh(org, Trigger::kCaller, [this, org, required,

@@ -136,6 +136,10 @@ class GrantManager {
   // Hot path. `done` runs exactly once: inline on a cache hit, else on the loop after a refresh.
   void GetAccessToken(const MerchantKey& key, std::chrono::milliseconds min_ttl,
                       TokenCallback done);
+  // What GetAccessToken would answer inline (a usable cached token, or an unknown or lost
+  // merchant), on the calling thread; nullopt when it would have to refresh first.
+  std::optional<absl::StatusOr<TokenSnapshotPtr>> CachedAccessToken(
+      const MerchantKey& key, std::chrono::milliseconds min_ttl) const;
 
   // Mollie rejected the access token of `generation` (a proxied call got 401). If the grant has
   // a newer token already, `done` gets it at once; otherwise this refreshes (an on-demand

@@ -179,6 +179,10 @@ void Proxy::Start(ProxyCallHandlePtr handle, PreparedCall call, MonoTime deadlin
 
 asio::awaitable<absl::StatusOr<broker::TokenSnapshotPtr>> Proxy::Token(
     broker::MerchantKey key) {
+  // The usual case, answered here without a hand-over to another thread.
+  if (auto cached = manager_.CachedAccessToken(key, std::chrono::milliseconds(0))) {
+    co_return *std::move(cached);
+  }
   auto initiate = [this, key](auto callback) {
     manager_.GetAccessToken(key, std::chrono::milliseconds(0), std::move(callback));
   };
