@@ -308,47 +308,65 @@ class DirectClient {
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream_;
 };
 
-// One gRPC channel of its own (a local subchannel pool, so not shared with the other clients).
-class ProxiedClient {
- public:
-  ProxiedClient(const Options& o, v1::ProxyRequest request) : request_(std::move(request)) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stub_ = v1::ProxyService::NewStub(
-        grpc::CreateCustomChannel(o.broker, grpc::InsecureChannelCredentials(), args));
-  }
+// A gRPC channel of its own (a local subchannel pool, so not shared with the other clients).
+std::shared_ptr<grpc::Channel> OwnChannel(const Options& o) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(o.broker, grpc::InsecureChannelCredentials(), args);
+}
 
-  void Run(const Window& w, ClientResult& out) {
-    while (true) {
-      const auto begin = Clock::now();
-      if (begin >= w.end) {
-        return;
-      }
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-      v1::ProxyResponse response;
-      const grpc::Status s = stub_->Call(&context, request_, &response);
-      const auto finish = Clock::now();
-      std::string error;
-      if (!s.ok()) {
-        error = "gRPC " + std::to_string(s.error_code()) + ": " + s.error_message();
-      } else if (response.status() != 200) {
-        error = "HTTP " + std::to_string(response.status());
-      }
-      if (begin >= w.start && finish <= w.end) {
-        if (error.empty()) {
-          out.latencies_ns.push_back((finish - begin).count());
-        } else {
-          ++out.errors;
-        }
-      }
-      if (!error.empty() && out.first_error.empty()) {
-        out.first_error = error;
-      }
-      if (error.empty() && out.sample_body.empty()) {
-        out.sample_body = response.body();
+// Calls `call(context, &body)` in a loop until the window ends; `call` returns "" on success or
+// the error. Only requests that started and finished inside the measured window count.
+template <typename Call>
+void RunGrpcLoop(const Window& w, ClientResult& out, Call call) {
+  while (true) {
+    const auto begin = Clock::now();
+    if (begin >= w.end) {
+      return;
+    }
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    std::string body;
+    const std::string error = call(context, body);
+    const auto finish = Clock::now();
+    if (begin >= w.start && finish <= w.end) {
+      if (error.empty()) {
+        out.latencies_ns.push_back((finish - begin).count());
+      } else {
+        ++out.errors;
       }
     }
+    if (!error.empty() && out.first_error.empty()) {
+      out.first_error = error;
+    }
+    if (error.empty() && out.sample_body.empty()) {
+      out.sample_body = std::move(body);
+    }
+  }
+}
+
+std::string GrpcError(const grpc::Status& s) {
+  return "gRPC " + std::to_string(s.error_code()) + ": " + s.error_message();
+}
+
+class ProxiedClient {
+ public:
+  ProxiedClient(const Options& o, v1::ProxyRequest request)
+      : request_(std::move(request)), stub_(v1::ProxyService::NewStub(OwnChannel(o))) {}
+
+  void Run(const Window& w, ClientResult& out) {
+    RunGrpcLoop(w, out, [this](grpc::ClientContext& context, std::string& body) -> std::string {
+      v1::ProxyResponse response;
+      const grpc::Status s = stub_->Call(&context, request_, &response);
+      if (!s.ok()) {
+        return GrpcError(s);
+      }
+      if (response.status() != 200) {
+        return "HTTP " + std::to_string(response.status());
+      }
+      body = response.body();
+      return "";
+    });
   }
 
  private:
@@ -360,35 +378,15 @@ class ProxiedClient {
 // from memory on the gRPC thread). Its own channel, like ProxiedClient. The token is discarded.
 class TokenClient {
  public:
-  TokenClient(const Options& o, v1::GetAccessTokenRequest request) : request_(std::move(request)) {
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stub_ = v1::TokenService::NewStub(
-        grpc::CreateCustomChannel(o.broker, grpc::InsecureChannelCredentials(), args));
-  }
+  TokenClient(const Options& o, v1::GetAccessTokenRequest request)
+      : request_(std::move(request)), stub_(v1::TokenService::NewStub(OwnChannel(o))) {}
 
   void Run(const Window& w, ClientResult& out) {
-    while (true) {
-      const auto begin = Clock::now();
-      if (begin >= w.end) {
-        return;
-      }
-      grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    RunGrpcLoop(w, out, [this](grpc::ClientContext& context, std::string&) -> std::string {
       v1::GetAccessTokenResponse response;
       const grpc::Status s = stub_->GetAccessToken(&context, request_, &response);
-      const auto finish = Clock::now();
-      if (begin >= w.start && finish <= w.end) {
-        if (s.ok()) {
-          out.latencies_ns.push_back((finish - begin).count());
-        } else {
-          ++out.errors;
-        }
-      }
-      if (!s.ok() && out.first_error.empty()) {
-        out.first_error = "gRPC " + std::to_string(s.error_code()) + ": " + s.error_message();
-      }
-    }
+      return s.ok() ? "" : GrpcError(s);
+    });
   }
 
  private:
