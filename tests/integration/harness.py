@@ -3,6 +3,7 @@
 Paths come from the environment (set by CMake/ctest): CONNECT_BROKERD, MOLLIE_SIM,
 CONNECT_BROKER_CLI, CB_PY_STUBS, CB_GEN_CA. Every wait is a condition polled against a deadline.
 """
+import atexit
 import json
 import os
 import secrets
@@ -64,6 +65,9 @@ class Env:
 
     def __init__(self, sim_args=(), config_extra=None, state_ttl=None):
         self.dir = tempfile.mkdtemp(prefix="cb-it-")
+        # A test whose setUpClass fails never reaches tearDownClass: stop our processes anyway.
+        self.closed = False
+        atexit.register(self.close)
         self.ca_dir = os.path.join(self.dir, "ca")
         subprocess.run([GEN_CA, self.ca_dir], check=True, capture_output=True)
         self.ssl = ssl.create_default_context(cafile=os.path.join(self.ca_dir, "ca.pem"))
@@ -284,6 +288,9 @@ class Env:
                 return out
 
     def close(self):
+        if self.closed:
+            return
+        self.closed = True
         try:
             if self.daemon is not None and self.daemon.poll() is None:
                 self.daemon.kill()
