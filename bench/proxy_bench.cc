@@ -230,6 +230,25 @@ struct ClientResult {
   std::string sample_body;  // the first successful body (for the bodies check)
 };
 
+// Counts one request: only one that started and finished inside the measured window counts;
+// the first error and the first successful body are kept whenever they happened.
+void RecordRequest(const Window& w, Clock::time_point begin, Clock::time_point finish,
+                   const std::string& error, const std::string& body, ClientResult& out) {
+  if (begin >= w.start && finish <= w.end) {
+    if (error.empty()) {
+      out.latencies_ns.push_back((finish - begin).count());
+    } else {
+      ++out.errors;
+    }
+  }
+  if (!error.empty() && out.first_error.empty()) {
+    out.first_error = error;
+  }
+  if (error.empty() && out.sample_body.empty()) {
+    out.sample_body = body;
+  }
+}
+
 // One keep-alive HTTPS connection to the simulator, reconnecting when the server closes it.
 class DirectClient {
  public:
@@ -271,19 +290,7 @@ class DirectClient {
       if (error.empty() && status != 200) {
         error = "HTTP " + std::to_string(status);
       }
-      if (begin >= w.start && finish <= w.end) {
-        if (error.empty()) {
-          out.latencies_ns.push_back((finish - begin).count());
-        } else {
-          ++out.errors;
-        }
-      }
-      if (!error.empty() && out.first_error.empty()) {
-        out.first_error = error;
-      }
-      if (error.empty() && out.sample_body.empty()) {
-        out.sample_body = body;
-      }
+      RecordRequest(w, begin, finish, error, body, out);
     }
   }
 
@@ -328,20 +335,7 @@ void RunGrpcLoop(const Window& w, ClientResult& out, Call call) {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     std::string body;
     const std::string error = call(context, body);
-    const auto finish = Clock::now();
-    if (begin >= w.start && finish <= w.end) {
-      if (error.empty()) {
-        out.latencies_ns.push_back((finish - begin).count());
-      } else {
-        ++out.errors;
-      }
-    }
-    if (!error.empty() && out.first_error.empty()) {
-      out.first_error = error;
-    }
-    if (error.empty() && out.sample_body.empty()) {
-      out.sample_body = std::move(body);
-    }
+    RecordRequest(w, begin, Clock::now(), error, body, out);
   }
 }
 
